@@ -1,0 +1,77 @@
+# The two commands of the README:
+#   make book   set up, then build the HTML book into _build/html from the stored outputs
+#   make test   set up, then run every check (pytest, nbval on every chapter, pairs, book -W)
+# Set-up creates .venv when no virtual environment is active and installs the project into it.
+
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+ifdef VIRTUAL_ENV
+  PY := $(VIRTUAL_ENV)/bin/python
+  VENV := $(VIRTUAL_ENV)
+else
+  VENV := .venv
+  PY := $(VENV)/bin/python
+endif
+STAMP := $(VENV)/.skinlesion-installed
+CHAPTERS_PY := $(sort $(wildcard chapters/[0-9][0-9]_*.py))
+CHAPTERS_NB := $(CHAPTERS_PY:.py=.ipynb)
+export SKINLESION_DATA ?= $(abspath ../shared/data)
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: help setup test book pytest nbval pairs check-book notebooks student clean gpu-data gpu-bench
+help:
+	@echo "make book    build the HTML book (_build/html/index.html)"
+	@echo "make test    run every check: pytest, nbval (ci profile), pairs, book build -W"
+	@echo "make notebooks  re-execute every chapter in the ci profile and store its outputs"
+	@echo "make student    write student copies of the chapters to student/ and student.zip"
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision first: keeps an existing (e.g. Colab or local) build in place
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e ".[test,book]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+pytest: setup
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+pairs: setup
+	$(PY) -m skinlesion_utils.book_tools check
+
+nbval: setup
+	# one chapter at a time, in order: later chapters load the runs earlier ones trained
+	for nb in $(CHAPTERS_NB); do
+	  echo "=== nbval $$nb"
+	  start=$$(date +%s)
+	  SKINLESION_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+	    --nbval-cell-timeout=1200 --nbval-sanitize-with .nbval_sanitize.cfg "$$nb"
+	  echo "=== $$nb: $$(( $$(date +%s) - start )) s"
+	done
+
+check-book: setup
+	rm -rf _build/html
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
+
+test: pairs pytest nbval check-book
+	@echo "make test: all checks passed"
+
+book: setup
+	$(VENV)/bin/jupyter-book build . --quiet
+	@echo "Book: $(abspath _build/html/index.html)"
+
+notebooks: setup
+	$(PY) -m skinlesion_utils.book_tools execute $(CHAPTERS_PY)
+
+student: setup
+	$(PY) -m skinlesion_utils.book_tools student --out student
+
+clean:
+	rm -rf _build student student.zip .pytest_cache

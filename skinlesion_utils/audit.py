@@ -1,0 +1,873 @@
+"""Dataset audit: perceptual hashes, near-duplicate pairs, grouped and balanced splits.
+
+Taught in chapter 01 (``chapters/01_dataset``).
+
+What this module owns:
+
+* :func:`compute_hashes` — one perceptual hash per image (``imagehash`` pHash + dHash by
+  default), stored as a packed bit matrix ``uint8 [N, V, n_bytes]`` (``V`` views: the whole
+  image and, optionally, centre crops). Computed once per file and kept in memory only
+  (:func:`clear_hash_cache`); nothing is ever written next to the images.
+* :func:`find_near_duplicates` — every pair within one set, or across two sets, whose
+  Hamming distance is at most a threshold, as a DataFrame ``file_a, file_b, distance,
+  method``. The pair search is vectorised (XOR + popcount on 64-bit words, in row blocks):
+  10,000 images take about a second. ``method="embedding"`` does the same with the cosine
+  distance of any ``torch.nn.Module`` feature extractor (:func:`compute_embeddings`).
+* :func:`nearest_neighbour_distances` and :func:`hamming_distance_histogram` — the distance
+  distributions that justify the threshold.
+* :func:`duplicate_clusters` — connected components of the pair graph (a group id where
+  patient or lesion ids are missing).
+* :func:`grouped_split` (stratified, grouped, seeded), :func:`balanced_sample` (seeded, with
+  a report of what was dropped) and :func:`patient_overlap` (the leakage a naive split makes).
+* The ``audit`` command line (:func:`add_audit_parser`, :func:`run_audit`, :func:`audit_main`).
+
+Why the default threshold is :data:`DEFAULT_THRESHOLD` = 12 bits of 128 — measured on the
+real data (chapter 01 shows the plots; numbers from ``isic_balanced`` and the 1,000-image
+``isic2019_external_sample``, default method ``"phash+dhash"``, whole image + centre crops):
+
+* Copies of one image: re-encoding (JPEG quality 20–90), resizing (to half, or squashed to
+  224×224) and brightness changes move the 128-bit hash by 0–13 bits (median 1).
+  Symmetric crops of 5 % (2.5 % per side) and 10 % are matched by the centre-crop views
+  (median 2, at most 10 bits).
+* Different images: in the external sample (one lesion per image where lesion ids are
+  known), the nearest *other* image lies at 9 bits or more, 1 % of images closer than 13,
+  median 30. Visually, pairs at 13–20 bits are different lesions that share a look
+  (same device, vignette, ruler) — not duplicates.
+* ``isic_balanced`` ↔ external: 81 external images lie at 0–3 bits from an ``isic_balanced``
+  image (the same ISIC image squashed to 224 px), then a gap, then the continuum of different
+  images from ~12 bits on.
+
+So 12 catches every re-encoded/resized copy and symmetric crops up to 10 %, while fewer
+than 1 % of distinct images have any neighbour that close. It does **not** catch copies
+shifted by a one-sided crop of 5 % or more, flips, or different photographs of the same
+lesion; for those use patient/lesion ids (:func:`grouped_split`) or an embedding.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from .data import IMAGE_EXTENSIONS, DataError, to_rgb
+
+HASH_METHODS: tuple[str, ...] = ("phash", "dhash", "phash+dhash")
+DEFAULT_METHOD = "phash+dhash"
+#: Default centre-crop views (fraction of width and height kept); 1.0 is the whole image.
+DEFAULT_CROPS: tuple[float, ...] = (1.0, 0.9)
+#: Default Hamming threshold in bits for ``"phash+dhash"`` (128 bits); see the module docstring.
+DEFAULT_THRESHOLD = 12
+#: Bits per hash of each method (8×8 hashes).
+HASH_BITS = {"phash": 64, "dhash": 64, "phash+dhash": 128}
+#: Images are decoded with JPEG draft mode to at least this side before hashing (the hashes
+#: look at 32×32 pixels at most), so 4000-px originals cost no more than small ones.
+_DRAFT_SIDE = 256
+
+PathsLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], "HashTable"]
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+@dataclass(frozen=True)
+class HashTable:
+    """Perceptual hashes of a list of images.
+
+    Attributes:
+        files: the image paths, as given (``str``), one per row.
+        bits: ``uint8 [N, V, n_bytes]`` — the hash bits packed with ``np.packbits`` (big-endian
+            within a byte); ``V`` views = ``len(crops)``; ``n_bytes`` = ``n_bits / 8``.
+        method: the hash method (one of :data:`HASH_METHODS`).
+        crops: fraction of width/height kept by each view's centre crop (1.0 = whole image).
+    """
+
+    files: tuple[str, ...]
+    bits: np.ndarray
+    method: str
+    crops: tuple[float, ...]
+
+    @property
+    def n_bits(self) -> int:
+        """Bits per hash (64 or 128)."""
+        return HASH_BITS[self.method]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def unpacked(self) -> np.ndarray:
+        """``bool [N, V, n_bits]`` — the hash bits, one per column."""
+        return np.unpackbits(self.bits, axis=-1, count=self.n_bits).astype(bool)
+
+
+# (resolved path, size, mtime_ns, method, crops) -> uint8 [V, n_bytes]; memory only.
+_HASH_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def clear_hash_cache() -> None:
+    """Forget every hash computed so far (they are kept in memory only)."""
+    _HASH_CACHE.clear()
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """All image files under ``folder`` (recursive, sorted, hidden files skipped).
+
+    The returned paths start with ``folder`` as given (relative stays relative).
+
+    Raises:
+        DataError: the folder does not exist or holds no image file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"Image folder {folder} does not exist. Fix: check the path (a folder of images, searched recursively).")
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    if not files:
+        raise DataError(
+            f"No image files ({', '.join(IMAGE_EXTENSIONS)}) under {folder}. Fix: point at the folder "
+            "that holds the images (sub-folders are searched)."
+        )
+    return files
+
+
+def _as_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        p = Path(paths)
+        if p.is_dir():
+            return list_images(p)
+        raise DataError(
+            f"{p} is not a folder. Fix: pass a folder of images or a list of image files."
+        )
+    out = [Path(p) for p in paths]
+    if not out:
+        raise DataError("Empty list of images. Fix: pass at least one image file (or a folder).")
+    return out
+
+
+def _hash_image(path: Path, method: str, crops: tuple[float, ...]) -> np.ndarray:
+    """``uint8 [V, n_bytes]`` packed hash bits of one image file."""
+    import imagehash
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (_DRAFT_SIDE, _DRAFT_SIDE))  # JPEG only: decode at reduced scale
+            img.load()
+            img = to_rgb(img, path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(
+            f"Cannot decode image {path}: {exc}. Fix: remove or replace the corrupt file, "
+            "then audit again."
+        ) from exc
+    grey = img.convert("L")
+    w, h = grey.size
+    views = []
+    for frac in crops:
+        if frac >= 1.0:
+            view = grey
+        else:
+            cw, ch = max(1, round(w * frac)), max(1, round(h * frac))
+            left, top = (w - cw) // 2, (h - ch) // 2
+            view = grey.crop((left, top, left + cw, top + ch))
+        parts = []
+        if method in ("phash", "phash+dhash"):
+            parts.append(np.asarray(imagehash.phash(view).hash, dtype=bool).ravel())
+        if method in ("dhash", "phash+dhash"):
+            parts.append(np.asarray(imagehash.dhash(view).hash, dtype=bool).ravel())
+        views.append(np.packbits(np.concatenate(parts)))
+    return np.stack(views)
+
+
+def _check_method(method: str) -> None:
+    if method not in HASH_METHODS:
+        raise ValueError(
+            f"Unknown hash method {method!r}. Fix: use one of {HASH_METHODS} "
+            "(or method='embedding' with a model in find_near_duplicates)."
+        )
+
+
+def _check_crops(crops: Sequence[float]) -> tuple[float, ...]:
+    crops = tuple(float(c) for c in crops)
+    if not crops or crops[0] != 1.0 or not all(0.5 <= c <= 1.0 for c in crops):
+        raise ValueError(
+            f"crops={crops!r}: expected the whole image first (1.0) followed by centre-crop "
+            "fractions in [0.5, 1.0], e.g. (1.0, 0.9)."
+        )
+    return crops
+
+
+def compute_hashes(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    method: str = DEFAULT_METHOD,
+    *,
+    crops: Sequence[float] = DEFAULT_CROPS,
+    progress: bool = True,
+) -> HashTable:
+    """Perceptual hashes of images, each file hashed once (in-memory cache).
+
+    Every image is converted to grey and hashed as a whole and as centre crops (``crops``),
+    so a slightly cropped copy still matches one view of the original.
+
+    Args:
+        paths: a folder (searched recursively, see :func:`list_images`) or a list of image files.
+        method: ``"phash"`` (64 bits), ``"dhash"`` (64 bits) or ``"phash+dhash"`` (128 bits,
+            both concatenated; default).
+        crops: fraction of width and height kept by each view, whole image (1.0) first.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        :class:`HashTable` with ``bits: uint8 [N, len(crops), n_bits/8]``.
+
+    Raises:
+        DataError: a file cannot be decoded (names it), an empty folder or list.
+    """
+    from tqdm.auto import tqdm
+
+    _check_method(method)
+    crops = _check_crops(crops)
+    files = _as_paths(paths)
+    n_bytes = HASH_BITS[method] // 8
+    bits = np.empty((len(files), len(crops), n_bytes), dtype=np.uint8)
+    for i, path in enumerate(tqdm(files, desc=f"hashing ({method})", unit="img", disable=not progress)):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise DataError(f"Image {path} does not exist. Fix: check the list of files.") from None
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, method, crops)
+        row = _HASH_CACHE.get(key)
+        if row is None:
+            row = _HASH_CACHE[key] = _hash_image(path, method, crops)
+        bits[i] = row
+    return HashTable(tuple(str(p) for p in files), bits, method, crops)
+
+
+def _as_table(paths: PathsLike, method: str, crops: Sequence[float], progress: bool) -> HashTable:
+    if isinstance(paths, HashTable):
+        return paths
+    return compute_hashes(paths, method, crops=crops, progress=progress)
+
+
+# ----------------------------------------------------------------------------- pair search
+
+
+def _words(bits: np.ndarray) -> np.ndarray:
+    """``uint8 [N, V, n_bytes]`` -> ``uint64 [W, V, N]`` (zero-padded to whole words)."""
+    n, v, nb = bits.shape
+    pad = (-nb) % 8
+    if pad:
+        bits = np.concatenate([bits, np.zeros((n, v, pad), np.uint8)], axis=-1)
+    words = np.ascontiguousarray(bits).view(np.uint64)  # [N, V, W]
+    return np.ascontiguousarray(words.transpose(2, 1, 0))
+
+
+if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+
+    def _popcount(x: np.ndarray) -> np.ndarray:
+        return np.bitwise_count(x)
+
+else:  # pragma: no cover - numpy 1.x
+    _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+    def _popcount(x: np.ndarray) -> np.ndarray:
+        return _POP8[x.view(np.uint8)].reshape(*x.shape, 8).sum(-1, dtype=np.uint8)
+
+
+def _view_pairs(n_views: int) -> list[tuple[int, int]]:
+    """Views compared: whole vs whole, and each crop of one image vs the whole other image."""
+    return [(0, 0)] + [(i, 0) for i in range(1, n_views)] + [(0, j) for j in range(1, n_views)]
+
+
+def _distance_blocks(
+    wa: np.ndarray, wb: np.ndarray, *, triangle: bool, block: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(row0, col0, dist)`` with ``dist: uint16 [b, M - col0]`` Hamming distances.
+
+    ``wa: uint64 [W, V, N]``, ``wb: uint64 [W, V, M]``. The distance of two images is the
+    minimum over :func:`_view_pairs`. With ``triangle`` (``wa is wb``), block rows start at
+    their own first column (``col0 = row0``), so only pairs ``i <= j`` are computed.
+    """
+    n_words, n_views, n = wa.shape
+    pairs = _view_pairs(n_views)
+    for r0 in range(0, n, block):
+        r1 = min(n, r0 + block)
+        c0 = r0 if triangle else 0
+        best = None
+        for va, vb in pairs:
+            d = None
+            for w in range(n_words):
+                pc = _popcount(wa[w, va, r0:r1, None] ^ wb[w, vb, None, c0:])
+                d = pc.astype(np.uint16) if d is None else d + pc
+            best = d if best is None else np.minimum(best, d, out=best)
+        yield r0, c0, best
+
+
+def _pair_frame(fa, fb, ia, ib, dist, method) -> pd.DataFrame:
+    df = pd.DataFrame(
+        {
+            "file_a": np.asarray(fa, dtype=object)[ia] if len(ia) else np.array([], dtype=object),
+            "file_b": np.asarray(fb, dtype=object)[ib] if len(ib) else np.array([], dtype=object),
+            "distance": dist,
+            "method": method,
+        }
+    )
+    return df.sort_values(["distance", "file_a", "file_b"], kind="stable").reset_index(drop=True)
+
+
+def hash_pairs(a: HashTable, b: HashTable | None = None, threshold: int = DEFAULT_THRESHOLD, *, block: int = 512) -> pd.DataFrame:
+    """Pairs of hashed images at Hamming distance ``<= threshold`` (the vectorised search).
+
+    Args:
+        a, b: hash tables of the same method and crops; ``b=None`` searches pairs within ``a``
+            (each unordered pair once, ``file_a`` before ``file_b`` in ``a``'s order).
+        threshold: largest distance reported, in bits (0..n_bits).
+        block: rows per block; memory ~ ``block × len(b) × 2`` bytes.
+
+    Returns:
+        DataFrame ``file_a, file_b, distance (int, bits), method`` sorted by distance.
+    """
+    if b is not None and (b.method != a.method or b.crops != a.crops):
+        raise ValueError(
+            f"Hash tables differ: a is {a.method!r} crops {a.crops}, b is {b.method!r} crops "
+            f"{b.crops}. Fix: hash both sets with the same method and crops."
+        )
+    if not 0 <= threshold <= a.n_bits:
+        raise ValueError(f"threshold={threshold} bits is outside 0..{a.n_bits} for method {a.method!r}.")
+    wa = _words(a.bits)
+    wb = wa if b is None else _words(b.bits)
+    rows, cols, dists = [], [], []
+    for r0, c0, d in _distance_blocks(wa, wb, triangle=b is None, block=block):
+        i, j = np.nonzero(d <= threshold)
+        i, j = i + r0, j + c0
+        if b is None:
+            keep = j > i
+            i, j = i[keep], j[keep]
+        rows.append(i)
+        cols.append(j)
+        dists.append(d[i - r0, j - c0])
+    ia, ib = np.concatenate(rows), np.concatenate(cols)
+    dist = np.concatenate(dists).astype(np.int64)
+    return _pair_frame(a.files, (a if b is None else b).files, ia, ib, dist, a.method)
+
+
+def find_near_duplicates(
+    paths_a: PathsLike,
+    paths_b: PathsLike | None = None,
+    *,
+    threshold: float | None = None,
+    method: str = DEFAULT_METHOD,
+    crops: Sequence[float] = DEFAULT_CROPS,
+    model=None,
+    image_size: int = 224,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Near-duplicate image pairs within one set, or across two sets.
+
+    Args:
+        paths_a: a folder (recursive), a list of image files, or a :class:`HashTable`.
+        paths_b: same; ``None`` compares ``paths_a`` with itself (each pair once).
+        threshold: largest distance that counts as a duplicate. Hash methods: bits, default
+            :data:`DEFAULT_THRESHOLD` for ``"phash+dhash"`` (scaled ×0.5 for the 64-bit
+            methods). ``"embedding"``: cosine distance ``1 - cos`` in [0, 2]; required,
+            because it depends on the model.
+        method: one of :data:`HASH_METHODS`, or ``"embedding"`` (needs ``model``).
+        crops: centre-crop views for the hash methods (see :func:`compute_hashes`).
+        model: ``torch.nn.Module`` feature extractor for ``method="embedding"`` (its output
+            ``[B, D]`` or ``[B, C, H, W]``, pooled). Random-init weights are not meaningful for
+            similarity: pass a trained network.
+        image_size, batch_size, device: embedding only (see :func:`compute_embeddings`).
+        progress: tqdm progress bars.
+
+    Returns:
+        DataFrame with one row per pair: ``file_a`` (from ``paths_a``), ``file_b`` (from
+        ``paths_b``, or a later file of ``paths_a``), ``distance``, ``method``; sorted by
+        distance. Empty (same columns) when nothing is that close.
+    """
+    if method == "embedding":
+        if model is None:
+            raise ValueError("method='embedding' needs model=<a torch.nn.Module feature extractor>.")
+        if threshold is None:
+            raise ValueError(
+                "method='embedding' needs an explicit threshold (cosine distance 1 - cos, e.g. 0.02): "
+                "the scale depends on the model. Fix: look at nearest_neighbour_distances(..., "
+                "method='embedding', model=...) first and choose it from that distribution."
+            )
+        fa = [str(p) for p in _as_paths(paths_a)]
+        ea = compute_embeddings(fa, model, image_size=image_size, batch_size=batch_size, device=device, progress=progress)
+        if paths_b is None:
+            fb, eb = fa, ea
+        else:
+            fb = [str(p) for p in _as_paths(paths_b)]
+            eb = compute_embeddings(fb, model, image_size=image_size, batch_size=batch_size, device=device, progress=progress)
+        return _embedding_pairs(fa, ea, fb, eb, float(threshold), same=paths_b is None)
+    _check_method(method)
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD * HASH_BITS[method] // HASH_BITS[DEFAULT_METHOD]
+    if float(threshold) != int(threshold):
+        raise ValueError(f"threshold={threshold}: hash distances are whole bits; pass an integer.")
+    ta = _as_table(paths_a, method, crops, progress)
+    tb = None if paths_b is None else _as_table(paths_b, method, crops, progress)
+    return hash_pairs(ta, tb, int(threshold))
+
+
+def nearest_neighbour_distances(
+    paths_a: PathsLike,
+    paths_b: PathsLike | None = None,
+    *,
+    method: str = DEFAULT_METHOD,
+    crops: Sequence[float] = DEFAULT_CROPS,
+    block: int = 512,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """For each image of ``paths_a``, its nearest image in ``paths_b`` (or in ``paths_a`` itself,
+    excluding the image) and their Hamming distance.
+
+    The lower tail of this distribution is where duplicates live; its bulk shows how far
+    distinct images of the data set usually are (chapter 01 plots it to choose the threshold).
+
+    Returns:
+        DataFrame ``file, nearest, distance (int, bits)``, one row per image of ``paths_a``.
+    """
+    ta = _as_table(paths_a, method, crops, progress)
+    tb = ta if paths_b is None else _as_table(paths_b, method, crops, progress)
+    if paths_b is None and len(ta) < 2:
+        raise ValueError("Need at least 2 images to find nearest neighbours within one set.")
+    wa, wb = _words(ta.bits), _words(tb.bits)
+    best = np.empty(len(ta), dtype=np.int64)
+    arg = np.empty(len(ta), dtype=np.int64)
+    for r0, _, d in _distance_blocks(wa, wb, triangle=False, block=block):
+        if paths_b is None:
+            d = d.copy()
+            idx = np.arange(d.shape[0])
+            d[idx, r0 + idx] = np.iinfo(d.dtype).max  # not its own neighbour
+        j = d.argmin(axis=1)
+        arg[r0 : r0 + len(j)] = j
+        best[r0 : r0 + len(j)] = d[np.arange(len(j)), j]
+    return pd.DataFrame({"file": list(ta.files), "nearest": [tb.files[j] for j in arg], "distance": best})
+
+
+def hamming_distance_histogram(
+    paths_a: PathsLike,
+    paths_b: PathsLike | None = None,
+    *,
+    method: str = DEFAULT_METHOD,
+    crops: Sequence[float] = DEFAULT_CROPS,
+    block: int = 512,
+    progress: bool = True,
+) -> np.ndarray:
+    """Histogram of the Hamming distance over all pairs (within ``paths_a``, or a × b).
+
+    Returns:
+        ``int64 [n_bits + 1]``: ``hist[d]`` = number of pairs at distance ``d`` bits.
+    """
+    ta = _as_table(paths_a, method, crops, progress)
+    tb = None if paths_b is None else _as_table(paths_b, method, crops, progress)
+    wa = _words(ta.bits)
+    wb = wa if tb is None else _words(tb.bits)
+    hist = np.zeros(ta.n_bits + 1, dtype=np.int64)
+    for r0, c0, d in _distance_blocks(wa, wb, triangle=tb is None, block=block):
+        if tb is None:  # strictly upper triangle: drop i >= j
+            i = np.arange(d.shape[0])[:, None]
+            d = d[(np.arange(d.shape[1])[None, :]) > i]
+        hist += np.bincount(d.ravel(), minlength=ta.n_bits + 1)[: ta.n_bits + 1]
+    return hist
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+def compute_embeddings(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    model,
+    *,
+    image_size: int = 224,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """L2-normalised features of images from any ``torch.nn.Module`` feature extractor.
+
+    Each image is squashed to ``image_size``², scaled to [0, 1] and normalised with the
+    ImageNet mean/std, then passed through ``model`` in eval mode without gradients. A
+    ``[B, C, H, W]`` output is global-average-pooled; any other output is flattened.
+
+    Returns:
+        ``float32 [N, D]`` with unit rows (cosine similarity = dot product).
+    """
+    import torch
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    files = _as_paths(paths)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for s in tqdm(range(0, len(files), batch_size), desc="embedding", disable=not progress):
+                batch = []
+                for p in files[s : s + batch_size]:
+                    with Image.open(p) as img:
+                        img = to_rgb(img, p).resize((image_size, image_size), Image.BILINEAR)
+                        batch.append(np.asarray(img, dtype=np.uint8))
+                x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div(255)
+                x = ((x - mean) / std).to(device)
+                f = model(x)
+                if f.ndim == 4:
+                    f = f.mean(dim=(2, 3))
+                f = f.reshape(f.shape[0], -1).float()
+                out.append(torch.nn.functional.normalize(f, dim=1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out).astype(np.float32)
+
+
+def _embedding_pairs(fa, ea, fb, eb, threshold: float, *, same: bool, block: int = 1024) -> pd.DataFrame:
+    rows, cols, dists = [], [], []
+    for r0 in range(0, len(ea), block):
+        d = 1.0 - ea[r0 : r0 + block] @ eb.T  # cosine distance [b, M]
+        i, j = np.nonzero(d <= threshold)
+        if same:
+            keep = j > i + r0
+            i, j = i[keep], j[keep]
+        rows.append(i + r0)
+        cols.append(j)
+        dists.append(d[i, j])
+    ia, ib = np.concatenate(rows), np.concatenate(cols)
+    return _pair_frame(fa, fb, ia, ib, np.concatenate(dists).astype(np.float64), "embedding")
+
+
+# ----------------------------------------------------------------------------- groups, splits
+
+
+def duplicate_clusters(pairs: pd.DataFrame, files: Sequence[str | os.PathLike]) -> pd.Series:
+    """Connected components of the duplicate graph: a group id per file.
+
+    Two files are in one cluster when a chain of pairs links them (A~B and B~C puts A, B, C
+    together). Use the ids as ``group_col`` of :func:`grouped_split` where patient or lesion
+    ids are missing.
+
+    Args:
+        pairs: DataFrame with columns ``file_a, file_b`` (e.g. from :func:`find_near_duplicates`).
+        files: every file that needs an id (files in no pair get a cluster of their own).
+
+    Returns:
+        ``pd.Series`` of int cluster ids (0..K-1, numbered in order of first appearance in
+        ``files``), indexed by file (``str``), named ``"cluster"``.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    names = [str(f) for f in files]
+    index = {f: i for i, f in enumerate(names)}
+    if len(index) != len(names):
+        raise ValueError("files contains repeated entries. Fix: pass each file once (e.g. list(dict.fromkeys(files))).")
+    missing = sorted({str(f) for f in pd.concat([pairs["file_a"], pairs["file_b"]])} - set(index))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} file(s) of the pairs are not in files, e.g. {missing[:3]}. Fix: pass the "
+            "same list of files the pairs were computed from."
+        )
+    i = np.array([index[str(f)] for f in pairs["file_a"]], dtype=np.int64)
+    j = np.array([index[str(f)] for f in pairs["file_b"]], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(names), len(names)))
+    _, labels = connected_components(graph, directed=False)
+    # renumber by first appearance so ids do not depend on scipy's internal order
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(np.argsort(first))
+    return pd.Series(order[labels], index=pd.Index(names, name="file"), name="cluster")
+
+
+def _require_columns(df: pd.DataFrame, *cols: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"Column(s) {missing} not in the table; it has {list(df.columns)}. Fix: pass existing column names.")
+
+
+def grouped_split(
+    df: pd.DataFrame, group_col: str, label_col: str, test_size: float = 0.2, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into train/test so that no group is on both sides, stratified by label.
+
+    Uses scikit-learn's ``StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)``
+    with ``k = round(1 / test_size)`` and returns its first fold as the test set, so the
+    test fraction is about ``1/k`` (0.2 → 5 folds → ~20 %); the class ratios of both sides
+    stay close to the whole table's as far as the group sizes allow.
+
+    Args:
+        df: one row per image.
+        group_col: patient id, lesion id, or a duplicate cluster (:func:`duplicate_clusters`).
+        label_col: class label column.
+        test_size: wanted test fraction, in (0, 0.5].
+        seed: seeds the shuffle; the same seed gives the same split.
+
+    Returns:
+        ``(train_df, test_df)``: row subsets of ``df`` in its original order (index kept).
+
+    Raises:
+        ValueError: missing group ids, fewer groups than folds, or a bad ``test_size``.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    _require_columns(df, group_col, label_col)
+    if not 0 < test_size <= 0.5:
+        raise ValueError(f"test_size={test_size}: expected a fraction in (0, 0.5], e.g. 0.2.")
+    n_missing = int(df[group_col].isna().sum())
+    if n_missing:
+        raise ValueError(
+            f"{n_missing} row(s) have no {group_col!r}. A missing id would put possibly-related "
+            "images on both sides. Fix: fill them, e.g. with duplicate clusters "
+            "(duplicate_clusters(find_near_duplicates(files), files)) or one unique id per row "
+            "if you know the images are unrelated."
+        )
+    if df[label_col].isna().any():
+        raise ValueError(f"Column {label_col!r} has missing labels. Fix: drop or label those rows first.")
+    k = max(2, round(1 / test_size))
+    n_groups = df[group_col].nunique()
+    if n_groups < k:
+        raise ValueError(f"Only {n_groups} distinct {group_col!r} value(s); need at least {k} groups for test_size={test_size}.")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    y = pd.factorize(df[label_col], sort=True)[0]
+    groups = pd.factorize(df[group_col], sort=True)[0]
+    train_idx, test_idx = next(splitter.split(np.zeros(len(df)), y, groups))
+    return df.iloc[np.sort(train_idx)], df.iloc[np.sort(test_idx)]
+
+
+def balanced_sample(
+    df: pd.DataFrame,
+    label_col: str,
+    n_per_class: int | Mapping[object, int] | None = None,
+    *,
+    ratio: Mapping[object, float] | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded class-balanced (or fixed-ratio) random sample of a metadata table.
+
+    Exactly one way to say how many rows each class keeps:
+
+    * ``n_per_class=None, ratio=None`` — every class down to the smallest class's count;
+    * ``n_per_class=int`` — that many of every class; a mapping gives one count per class;
+    * ``ratio={label: weight}`` — the largest sample with those proportions, e.g.
+      ``{"benign": 1800, "malignant": 1497}`` (the paper's ratio).
+
+    Args:
+        df: table with one row per image.
+        label_col: class column.
+        seed: ``numpy.random.default_rng(seed)`` draws the rows, classes in sorted order.
+
+    Returns:
+        ``(sample, report)``: ``sample`` — the kept rows in ``df``'s original order;
+        ``report`` — one row per class (index = label) with ``available``, ``kept``,
+        ``dropped`` and ``kept_fraction``.
+
+    Raises:
+        ValueError: a class asked for more rows than it has, unknown labels, both
+        ``n_per_class`` and ``ratio`` given.
+    """
+    _require_columns(df, label_col)
+    if n_per_class is not None and ratio is not None:
+        raise ValueError("Give n_per_class or ratio, not both.")
+    counts = df[label_col].value_counts().sort_index()
+    labels = list(counts.index)
+    if isinstance(n_per_class, Mapping) or isinstance(ratio, Mapping):
+        given = n_per_class if n_per_class is not None else ratio
+        unknown = [k for k in given if k not in counts.index]
+        absent = [k for k in labels if k not in given]
+        if unknown or absent:
+            raise ValueError(
+                f"Classes {list(given)} do not match the table's classes {labels} "
+                f"(unknown: {unknown}, not given: {absent}). Fix: give one entry per class."
+            )
+    if ratio is not None:
+        w = pd.Series({k: float(ratio[k]) for k in labels})
+        if (w <= 0).any():
+            raise ValueError(f"ratio weights must be positive, got {dict(w)}.")
+        scale = float((counts / w).min())  # the class that runs out first sets the size
+        want = {k: int(np.floor(w[k] * scale + 1e-9)) for k in labels}
+    elif n_per_class is None:
+        want = {k: int(counts.min()) for k in labels}
+    elif isinstance(n_per_class, Mapping):
+        want = {k: int(n_per_class[k]) for k in labels}
+    else:
+        want = {k: int(n_per_class) for k in labels}
+    short = {k: (want[k], int(counts[k])) for k in labels if want[k] > counts[k] or want[k] < 0}
+    if short:
+        raise ValueError(
+            "Cannot draw that many rows: "
+            + ", ".join(f"class {k!r} wants {w} but has {c}" for k, (w, c) in short.items())
+            + ". Fix: lower n_per_class (or use ratio=...)."
+        )
+    rng = np.random.default_rng(seed)
+    values = df[label_col].to_numpy()
+    chosen = []
+    for k in labels:
+        pos = np.flatnonzero(values == k)
+        chosen.append(rng.choice(pos, size=want[k], replace=False))
+    keep = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
+    sample = df.iloc[keep]
+    kept = pd.Series(want)
+    report = pd.DataFrame({"available": counts, "kept": kept, "dropped": counts - kept})
+    report["kept_fraction"] = report["kept"] / report["available"]
+    report.index.name = label_col
+    return sample, report
+
+
+@dataclass(frozen=True)
+class GroupOverlap:
+    """How much of a test set shares a group (patient, lesion) with its training set.
+
+    Attributes:
+        shared: the group ids present on both sides (sorted).
+        train_groups, test_groups: distinct ids per side (missing ids not counted).
+        test_rows: rows of the test table.
+        test_rows_leaked: test rows whose group is also in train.
+    """
+
+    shared: tuple
+    train_groups: int
+    test_groups: int
+    test_rows: int
+    test_rows_leaked: int
+
+    @property
+    def n_shared(self) -> int:
+        return len(self.shared)
+
+    @property
+    def leaked_fraction(self) -> float:
+        """Fraction of test rows whose group also appears in training (0 for a clean split)."""
+        return self.test_rows_leaked / self.test_rows if self.test_rows else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.n_shared} of {self.test_groups} test groups also in train; "
+            f"{self.test_rows_leaked}/{self.test_rows} test rows ({self.leaked_fraction:.1%}) leak"
+        )
+
+
+def patient_overlap(train_df: pd.DataFrame, test_df: pd.DataFrame, group_col: str) -> GroupOverlap:
+    """Groups (e.g. ``patient_id``) that appear in both ``train_df`` and ``test_df``.
+
+    Rows with a missing id cannot be matched and are not counted as leaked.
+    """
+    _require_columns(train_df, group_col)
+    _require_columns(test_df, group_col)
+    tr = set(train_df[group_col].dropna())
+    te = set(test_df[group_col].dropna())
+    shared = tr & te
+    leaked = int(test_df[group_col].isin(shared).sum())
+    return GroupOverlap(tuple(sorted(shared, key=str)), len(tr), len(te), len(test_df), leaked)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` as CSV (no index) via a temporary file in the same folder + ``os.replace``,
+    so a reader never sees half a file. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def add_audit_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``audit`` sub-command to an ``argparse`` sub-parsers object; returns it.
+
+    ``python -m skinlesion_utils audit --a FOLDER [--b FOLDER] [--threshold T] --out pairs.csv``
+    """
+    p = subparsers.add_parser(
+        "audit",
+        help="find near-duplicate images (perceptual hashes) within a folder or across two",
+        description=(
+            "Write one CSV row per near-duplicate pair (file_a, file_b, distance, method). "
+            "With --b, pairs across the two folders; without, pairs within --a. "
+            "Folders are searched recursively; nothing is written next to the images."
+        ),
+    )
+    p.add_argument("--a", required=True, metavar="FOLDER", help="folder of images")
+    p.add_argument("--b", metavar="FOLDER", help="second folder: report only pairs across --a and --b")
+    p.add_argument(
+        "--threshold", type=int, default=None,
+        help=f"largest Hamming distance in bits (default {DEFAULT_THRESHOLD} of 128 for phash+dhash)",
+    )
+    p.add_argument("--method", choices=HASH_METHODS, default=DEFAULT_METHOD, help="perceptual hash")
+    p.add_argument("--out", required=True, metavar="CSV", help="output CSV file (written atomically)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_audit)
+    return p
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Run the ``audit`` sub-command from parsed arguments; returns the exit status (0)."""
+    pairs = find_near_duplicates(args.a, args.b, threshold=args.threshold, method=args.method, progress=not args.quiet)
+    out = write_csv_atomic(pairs, args.out)
+    where = f"{args.a} ↔ {args.b}" if args.b else f"within {args.a}"
+    exact = int((pairs["distance"] == 0).sum())
+    print(f"{len(pairs)} near-duplicate pair(s) {where} ({exact} at distance 0) -> {out}")
+    return 0
+
+
+def audit_main(argv: Sequence[str] | None = None) -> int:
+    """``audit`` as a stand-alone command line: ``audit_main(["--a", folder, "--out", "p.csv"])``."""
+    parser = argparse.ArgumentParser(prog="python -m skinlesion_utils")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_audit_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "audit":
+        argv = ["audit", *argv]
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+__all__ = [
+    "DEFAULT_CROPS",
+    "DEFAULT_METHOD",
+    "DEFAULT_THRESHOLD",
+    "HASH_METHODS",
+    "GroupOverlap",
+    "HashTable",
+    "add_audit_parser",
+    "audit_main",
+    "balanced_sample",
+    "clear_hash_cache",
+    "compute_embeddings",
+    "compute_hashes",
+    "duplicate_clusters",
+    "find_near_duplicates",
+    "grouped_split",
+    "hamming_distance_histogram",
+    "hash_pairs",
+    "list_images",
+    "nearest_neighbour_distances",
+    "patient_overlap",
+    "run_audit",
+    "write_csv_atomic",
+]
