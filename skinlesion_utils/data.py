@@ -86,13 +86,18 @@ class DatasetSpec:
     urls: dict = field(default_factory=dict)
     description: str = ""
 
+    @property
+    def manifest_path(self) -> Path:
+        """The manifest file (a bare name is looked up in the shipped ``manifests`` folder)."""
+        return MANIFEST_DIR / self.manifest
+
     def manifest_entries(self) -> dict[str, str]:
-        """Relative path → sha256, read from the shipped manifest."""
-        return read_manifest(MANIFEST_DIR / self.manifest)
+        """Relative path → sha256, read from the manifest."""
+        return read_manifest(self.manifest_path)
 
     def manifest_hash(self) -> str:
         """sha256 of the manifest itself: identifies this exact version of the dataset."""
-        return hashlib.sha256((MANIFEST_DIR / self.manifest).read_bytes()).hexdigest()
+        return hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()
 
 
 DATASETS: dict[str, DatasetSpec] = {
