@@ -1,0 +1,83 @@
+"""The chapter pair check that `make test` runs: drift, missing outputs and wrong links fail."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from skinlesion_utils import book_tools
+from skinlesion_utils.chapter import start_chapter
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER = "00_setup_and_data"
+
+
+@pytest.fixture
+def book(tmp_path):
+    """A copy of the book's config and chapter 00 (source, executed notebook)."""
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    (tmp_path / "chapters").mkdir()
+    for ext in (".py", ".ipynb"):
+        shutil.copy(ROOT / "chapters" / f"{CHAPTER}{ext}", tmp_path / "chapters" / f"{CHAPTER}{ext}")
+    return tmp_path
+
+
+def test_the_real_chapters_pass(capsys):
+    assert book_tools.check(ROOT) == 0
+    assert "✅" in capsys.readouterr().out
+
+
+def test_intact_copy_passes(book):
+    assert book_tools.check_pair(book / "chapters" / f"{CHAPTER}.py", book) == []
+
+
+def test_drift_between_py_and_ipynb_fails(book):
+    py = book / "chapters" / f"{CHAPTER}.py"
+    py.write_text(py.read_text().replace("counts = data.dataset_table", "counts = data.dataset_table  # edited", 1))
+    problems = book_tools.check_pair(py, book)
+    assert any("differ" in p and "make notebooks" in p for p in problems)
+
+
+def test_missing_outputs_fail(book):
+    import nbformat
+
+    nb_path = book / "chapters" / f"{CHAPTER}.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.execution_count = None
+            cell.outputs = []
+    nbformat.write(nb, nb_path)
+    problems = book_tools.check_pair(book / "chapters" / f"{CHAPTER}.py", book)
+    assert any("no stored outputs" in p for p in problems)
+
+
+def test_badge_must_use_the_configured_repository(book):
+    cfg = book / "_config.yml"
+    cfg.write_text(cfg.read_text().replace("asff-skinlesion-book/asff-skinlesion-book", "someone/else"))
+    problems = book_tools.check_pair(book / "chapters" / f"{CHAPTER}.py", book)
+    assert any("Colab badge points to" in p for p in problems)
+    assert any("install line uses" in p for p in problems)
+    book_tools.fix_badges(book)
+    assert "someone/else" in (book / "chapters" / f"{CHAPTER}.py").read_text()
+
+
+def test_missing_ipynb_is_reported(book):
+    (book / "chapters" / f"{CHAPTER}.ipynb").unlink()
+    assert "no paired" in book_tools.check_pair(book / "chapters" / f"{CHAPTER}.py", book)[0]
+
+
+def test_colab_url_comes_from_config():
+    url, branch = book_tools.repository(ROOT)
+    assert book_tools.colab_url("04_training", ROOT) == (
+        f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{branch}/chapters/04_training.ipynb"
+    )
+
+
+def test_chapter_header_reports_profile_and_device(monkeypatch, capsys):
+    monkeypatch.setenv("SKINLESION_PROFILE", "ci")
+    ch = start_chapter("99_test")
+    out = capsys.readouterr().out
+    assert "profile 'ci'" in out and "device cpu" in out
+    assert "profile 'ci'" in ch.footer()
