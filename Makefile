@@ -75,3 +75,12 @@ student: setup
 
 clean:
 	rm -rf _build student student.zip .pytest_cache
+
+# GPU benchmark (issue "GPU benchmark"): pack the data into one compact file here, then run
+# `make gpu-bench` on a GPU machine that has the repository and that file (no internet needed).
+GPU_DATA := .gpu/isic_balanced_224.pt
+gpu-data: setup
+	$(PY) -m skinlesion_utils.gpu_bench --pack --data $(GPU_DATA)
+
+gpu-bench: setup
+	$(PY) -m skinlesion_utils.gpu_bench --data $(GPU_DATA) --out results/full/gpu-bench
