@@ -175,6 +175,86 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one function. Write it in the cell under the task — in the student
+# copy that cell raises `NotImplementedError` until you do — then run the check cell below it.
+# The check calls your function on made-up cases and on the real data and prints ✅, or ❌ with
+# the case that failed and a hint; it never prints the answer. The solutions are in the book,
+# collapsed behind "Show code cell source" under each task: try first.
+
+# %%
+from skinlesion_utils import lab
+
+# %% [markdown]
+# ### Exercise 1 (★☆☆): Malignant share per split
+#
+# Write `malignant_share(counts)`: given a class-count table shaped like `counts` above (one
+# row per split plus `total`; columns `benign`, `malignant`, `total`), return a
+# `pandas.Series` with the fraction of malignant images (between 0 and 1) of every row,
+# indexed like the table. This is the number that tells you what "balanced" means here.
+
+# %% tags=["solution", "hide-input"]
+def malignant_share(counts):
+    """counts: DataFrame [splits × (benign, malignant, total)] -> Series [splits], fraction in [0, 1]."""
+    ### BEGIN SOLUTION
+    return counts["malignant"] / counts["total"]
+    ### END SOLUTION
+
+# %%
+lab.ch00.check_malignant_share(malignant_share);
+
+# %% [markdown]
+# ### Exercise 2 (★★☆): Mean colour per channel
+#
+# Write `channel_mean(images)`: given a uint8 batch `[N, 3, H, W]` like `train.images`, return a
+# float32 tensor of shape `[3]` holding the mean red, green and blue over all images and all
+# pixels, as a fraction of full intensity (between 0 and 1). These are the numbers
+# `torchvision.transforms.Normalize(mean, std)` expects. Watch out: `uint8` has no mean in torch,
+# and it wraps around at 256. Do not change the batch in place.
+
+# %% tags=["solution", "hide-input"]
+import torch
+
+
+def channel_mean(images: torch.Tensor) -> torch.Tensor:
+    """images: uint8 [N, 3, H, W] -> float32 [3] in [0, 1], the mean of R, G, B over images and pixels."""
+    ### BEGIN SOLUTION
+    return images.float().mean(dim=(0, 2, 3)) / 255
+    ### END SOLUTION
+
+# %%
+lab.ch00.check_channel_mean(channel_mean);
+
+# %% [markdown]
+# ### Exercise 3 (★★★): Composite a transparent image on white
+#
+# Some dermoscopy exports are PNGs with an alpha channel `A` (0 = transparent, 255 = opaque).
+# A model wants three channels, so `data.to_rgb` lays such an image over a white background:
+# with opacity $a = A/255$, each colour channel becomes
+#
+# $$ \text{out} = a \cdot \text{colour} + (1 - a) \cdot 255, $$
+#
+# rounded to the nearest integer. Write `composite_on_white(rgba)` that does this for a uint8
+# array `[H, W, 4]` and returns a uint8 array `[H, W, 3]` — with numpy, no loops over pixels
+# (results within one grey level of the package's pass).
+
+# %% tags=["solution", "hide-input"]
+import numpy as np
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """rgba: uint8 [H, W, 4] -> uint8 [H, W, 3], the image laid over a white background."""
+    ### BEGIN SOLUTION
+    colour = rgba[..., :3].astype(np.float64)
+    a = rgba[..., 3:4].astype(np.float64) / 255  # [H, W, 1]: broadcasts over the 3 channels
+    return np.round(a * colour + (1 - a) * 255).astype(np.uint8)
+    ### END SOLUTION
+
+# %%
+lab.ch00.check_composite_on_white(composite_on_white);
+
+# %% [markdown]
 # ## Checks
 #
 # CI fails this chapter if the data is not exactly the paper's: 2,637 training and 660 test

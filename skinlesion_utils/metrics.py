@@ -312,7 +312,8 @@ def bootstrap_samples(y_true, y_score, metric: str | Callable = "accuracy", n_bo
         threshold: decision threshold of the threshold metrics.
 
     Returns:
-        float64 [n_boot]; NaN where a non-stratified resample lacks a class the metric needs.
+        float64 [n_boot]; NaN where a non-stratified resample lacks a class the metric needs
+        (for a callable: lacks either class). Intervals ignore the NaN resamples.
     """
     y = _labels(y_true)
     s = _scores(y_score, y.size)

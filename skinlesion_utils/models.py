@@ -9,16 +9,15 @@ What this module owns
 * The fusion modules, one class each, all with the signature
   ``fusion(low, high) -> (fused, weights)``:
 
-  ============== ======================= =========================================== =====================
-  ``fusion=``    class                   fused map                                   ``weights`` shape
-  ============== ======================= =========================================== =====================
-  ``none``       :class:`NoFusion`       layer4 as it is, [B, 2048, h, w]            ``None``
-  ``sum``        :class:`SumFusion`      F1 + F2, [B, 1024, H, W]                    ``None``
-  ``concat``     :class:`ConcatFusion`   [F1, F2], [B, 2048, H, W]                   ``None``
-  ``asff_text``  :class:`ASFFText`       F1·ω + F2·(1 − ω), [B, 1024, H, W]          [B, 2] (ω, 1 − ω)
-  ``asff_code``  :class:`ASFFCode`       F1·w_c + F2·(1 − w_c), [B, 1024, H, W]      [B, 1024] (w_c)
-  ``asff_spatial`` :class:`ASFFSpatial`  F1·α_ij + F2·β_ij, [B, 1024, H, W]          [B, 2, H, W] (α, β)
-  ============== ======================= =========================================== =====================
+  * ``none`` (:class:`NoFusion`): layer4 as it is, [B, 2048, h, w]; weights ``None``.
+  * ``sum`` (:class:`SumFusion`): F1 + F2, [B, 1024, H, W]; weights ``None``.
+  * ``concat`` (:class:`ConcatFusion`): [F1, F2] along channels, [B, 2048, H, W]; ``None``.
+  * ``asff_text`` (:class:`ASFFText`): F1·ω + F2·(1 − ω), [B, 1024, H, W];
+    weights [B, 2] = (ω, 1 − ω), one pair per image.
+  * ``asff_code`` (:class:`ASFFCode`): F1·w_c + F2·(1 − w_c), [B, 1024, H, W];
+    weights [B, 1024] = w_c, one per channel, summing to 1 over the channels.
+  * ``asff_spatial`` (:class:`ASFFSpatial`): F1·α_ij + F2·β_ij, [B, 1024, H, W];
+    weights [B, 2, H, W] = (α, β), one pair per pixel.
 
   ``F1`` is layer3 ([B, 1024, H, W]); ``F2`` is layer4 resized to H × W and projected to 1024
   channels by a 1 × 1 convolution (:class:`LevelAlign`). The weights of the last forward pass
@@ -38,9 +37,12 @@ Three readings of "ASFF" (chapter 03 derives them)
 * ``asff_code`` follows the paper's released Keras code (``AdaptiveFeatureFusion`` in
   ``code/train_asff_resnet50.py`` of github.com/Grapesea/ASFF-ResNet50-enhanced): the second FC
   has 1,024 outputs and the softmax runs over the *1,024 channels*, so the weights w_c sum to 1
-  over channels, not over levels. At initialisation every w_c ≈ 1/1024, hence
+  over channels, not over levels. At initialisation the logits are small and every
+  w_c ≈ 1/1024 (from-scratch model, training mode, 5 seeds: largest w_c ≤ 3.4/1024), hence
   ``fused ≈ F2`` (the projected layer4) – the layer3 branch starts almost switched off, and a
-  single channel can only take a large share by starving all others.
+  single channel can only take a large share by starving all others. (An untrained model in
+  eval mode, whose BatchNorm still has its initial running statistics, produces huge
+  activations and a saturated softmax instead; that state is not meaningful.)
 * ``asff_spatial`` is the original ASFF of Liu et al. (2019): per-level 1 × 1 convolutions
   compress each map, a 1 × 1 convolution gives two logits per pixel and a softmax over the levels
   gives a weight map per level, α_ij + β_ij = 1 at every position.
@@ -750,19 +752,22 @@ def _accepts(model: nn.Module, size: int, in_channels: int) -> bool:
 def min_input_size(model: nn.Module, max_size: int = 512, in_channels: int = 3) -> int:
     """The smallest square side S (pixels) for which ``model(zeros[1, C, S, S])`` runs.
 
-    Binary search over ``1 … max_size`` in eval mode (acceptance is monotone in S for these
-    CNNs: a size that survives every conv/pool stage keeps surviving when enlarged).
+    Exponential search (1, 2, 4, … px) for the first accepted size, then bisection below it, in
+    eval mode and without gradients. This assumes acceptance is monotone in S, which holds for
+    these CNNs: a size that survives every conv/pool stage keeps surviving when enlarged.
 
     Raises:
-        ValueError: if even ``max_size`` is rejected.
+        ValueError: if no size up to ``max_size`` is accepted.
     """
     with _eval_no_grad(model):
-        if not _accepts(model, max_size, in_channels):
-            raise ValueError(
-                f"{type(model).__name__} rejects a {max_size}×{max_size} input; "
-                "raise max_size or check the model."
-            )
-        lo, hi = 1, max_size  # invariant: hi accepted; everything < lo rejected
+        lo, hi = 1, 1  # invariant after the loop: hi accepted, every size < lo rejected
+        while not _accepts(model, hi, in_channels):
+            if hi >= max_size:
+                raise ValueError(
+                    f"{type(model).__name__} rejects every square input up to {max_size}×{max_size}; "
+                    "raise max_size or check the model."
+                )
+            lo, hi = hi + 1, min(2 * hi, max_size)
         while lo < hi:
             mid = (lo + hi) // 2
             if _accepts(model, mid, in_channels):

@@ -470,7 +470,13 @@ def plot_scatter_accuracy_flops(df, x: str = "gflops", y: str = "accuracy", labe
     for xi, yi, n in zip(xs, ys, names):
         ax.annotate(n, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
     if logx and np.all(xs > 0):
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.15, y=0.1)  # room for the name labels
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.grid(alpha=0.3)

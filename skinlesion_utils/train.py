@@ -194,22 +194,39 @@ def make_optimizer(model: nn.Module, recipe: Recipe, lr: float | None = None) ->
 
 
 def make_scheduler(optimizer, recipe: Recipe, total_steps: int, lr: float | None = None):
-    """The recipe's per-step learning-rate schedule over ``total_steps`` optimizer steps."""
-    lr = recipe.lr if lr is None else lr
-    if recipe.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=max(total_steps, 2), pct_start=recipe.warmup_fraction,
-            cycle_momentum=False,
-        )
-    if recipe.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    """The recipe's per-step learning-rate schedule over ``total_steps`` optimizer steps.
+
+    ``onecycle`` (Smith & Topin's one-cycle policy, as ``torch.optim.lr_scheduler.OneCycleLR``
+    with cosine phases, written as a ``LambdaLR`` so that it also works for runs of very few
+    steps): the lr rises from ``lr/25`` to ``lr`` during the first ``warmup_fraction`` of the
+    steps, then falls along a cosine to ``lr/1e4``. ``cosine``: from ``lr`` to 0.
+    ``constant``: ``lr`` throughout.
+    """
+    if recipe.schedule not in ("onecycle", "cosine", "constant"):
+        raise ValueError(f"Unknown schedule {recipe.schedule!r} in recipe {recipe.name!r}; use constant, onecycle or cosine.")
+    warmup = recipe.warmup_fraction if recipe.schedule == "onecycle" else 0.0
+    start, end = (1 / 25, 1e-4) if recipe.schedule == "onecycle" else (1.0, 0.0)
     if recipe.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=_constant_one)
-    raise ValueError(f"Unknown schedule {recipe.schedule!r} in recipe {recipe.name!r}; use constant, onecycle or cosine.")
+        start = end = 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=_Cycle(int(total_steps), warmup, start, end))
 
 
-def _constant_one(step: int) -> float:
-    return 1.0
+class _Cycle:
+    """lr multiplier at step t: cosine warm-up start→1 over the first ``warmup`` share of
+    ``total`` steps, then cosine 1→end (a plain object, so LambdaLR checkpoints its fields)."""
+
+    def __init__(self, total: int, warmup: float, start: float, end: float):
+        self.total, self.warm_steps = max(int(total), 1), int(round(warmup * max(int(total), 1)))
+        self.start, self.end = float(start), float(end)
+
+    def __call__(self, step: int) -> float:
+        def cos(a: float, b: float, frac: float) -> float:
+            return b + (a - b) * (1 + math.cos(math.pi * min(max(frac, 0.0), 1.0))) / 2
+
+        if step < self.warm_steps:
+            return cos(self.start, 1.0, step / self.warm_steps)
+        rest = self.total - self.warm_steps
+        return cos(1.0, self.end, (step - self.warm_steps) / max(rest - 1, 1))
 
 
 # ------------------------------------------------------------------------- small helpers
@@ -255,6 +272,13 @@ def resolve_amp(amp: str | bool | None, device: torch.device) -> torch.dtype | N
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_native_bf16() else None
     return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast context for ``dtype`` on ``device``; a no-op for fp32 (``dtype=None``)."""
+    import contextlib
+
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str:
@@ -484,7 +508,7 @@ def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batc
         x = normalise(images[i : i + batch_size])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with _autocast(dev, amp_dtype):
             out.append(model(x).float().cpu())
     model.train(was_training)
     logits = torch.cat(out) if out else torch.zeros(0, 2)
@@ -654,7 +678,7 @@ def fit(
             x = normalise(augment_batch(images[idx], aug, aug_gen))
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with _autocast(dev, amp_dtype):
                 logits = train_model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=rec.label_smoothing)
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,358 @@
+"""The run cache: a model is trained once per configuration, later chapters load it (chapter 04).
+
+Taught in chapter 04 (``chapters/04_training``); every chapter that needs a trained model
+(02, 05, 06, 07, 08, 09) calls :func:`get_or_train`.
+
+* :class:`RunConfig` — everything that determines a trained model (model + kwargs, profile,
+  recipe, epochs, image size, batch size, seed, learning rate, data manifest hash, package
+  version, training subset). Frozen; :meth:`RunConfig.key` is a stable hash of it.
+* :func:`get_or_train` — returns the finished run in ``<cache>/runs/<key>`` or trains it with
+  :func:`skinlesion_utils.train.fit` (resuming a half-finished one), then evaluates the final
+  epoch's weights on the test split and writes ``results.json`` and ``predictions.csv``.
+  Validation (for the history and ``best.pt``) is a stratified split carved from the training
+  images; the test images are used once, after training, for the report.
+* :class:`Run` — a finished run on disk: ``.config``, ``.results``, ``.history``,
+  ``.predictions``, ``.load_model()``, ``.dir``.
+
+A run folder::
+
+    <cache>/runs/<model>-<hash>/
+        config.json        the RunConfig (written first)
+        last.pt, best.pt   checkpoints (train.fit)
+        history.csv/.json  one row per epoch
+        predictions.csv    id, y_true, y_score (P(malignant)) on the test split
+        results.json       metrics.test.{accuracy, precision, recall, specificity, f1, roc_auc,
+                           pr_auc, ...}, timing, resolved config, device, versions, git commit;
+                           written last: its presence marks the run finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import __version__
+from .profiles import profile as get_profile
+
+RESULTS_FILE = "results.json"
+
+
+def _freeze(value):
+    """dict/list → sorted tuples, so the config stays hashable and its key stable."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _manifest_hash(dataset: str) -> str:
+    from .data import get_spec
+
+    return get_spec(dataset).manifest_hash()[:16]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a trained model; :meth:`key` hashes it.
+
+    Attributes:
+        model: a name of :func:`skinlesion_utils.models.list_models`.
+        model_kwargs: extra arguments of ``build_model`` (e.g. ``{"fusion": "asff_text"}``);
+            a dict is accepted and stored as sorted pairs.
+        profile: profile name (``"ci"``/``"full"``): device and cache come from it.
+        recipe: training recipe (``"fast"``/``"paper"``).
+        epochs, image_size (px), batch_size (global), seed: training settings.
+        lr: peak learning rate, ``None`` = the recipe's.
+        augment: augmentation override (dict of :class:`~skinlesion_utils.augment.AugmentConfig`
+            fields), ``None`` = the recipe's.
+        pretrained: start from ImageNet weights.
+        val_fraction: share of the training images held out for validation.
+        split_seed: seed of that validation split (fixed across training seeds, so seed
+            repeats differ only in initialisation, order and augmentation).
+        dataset: training/test dataset (with ``train``/``test`` splits).
+        data_hash: sha256 (16 hex) of the dataset's manifest; filled in when empty.
+        package_version: ``skinlesion_utils.__version__``; filled in when empty.
+        train_subset: indices into the training split to train on (``None`` = all).
+    """
+
+    model: str
+    model_kwargs: Any = ()
+    profile: str = "ci"
+    recipe: str = "fast"
+    epochs: int = 12
+    image_size: int = 64
+    batch_size: int = 64
+    seed: int = 0
+    lr: float | None = None
+    augment: Any = None
+    pretrained: bool = False
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    dataset: str = "isic_balanced"
+    data_hash: str = ""
+    package_version: str = ""
+    train_subset: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "model_kwargs", _freeze(dict(self.model_kwargs or {})))
+        if self.augment is not None:
+            object.__setattr__(self, "augment", _freeze(dict(self.augment)))
+        if self.train_subset is not None:
+            object.__setattr__(self, "train_subset", tuple(int(i) for i in self.train_subset))
+        if not self.data_hash:
+            object.__setattr__(self, "data_hash", _manifest_hash(self.dataset))
+        if not self.package_version:
+            object.__setattr__(self, "package_version", __version__)
+
+    @classmethod
+    def from_profile(cls, model: str, model_kwargs: dict | None = None, *, profile=None, **overrides) -> "RunConfig":
+        """A config with the profile's image_size, epochs, batch_size, recipe, pretrained and
+        first seed; ``overrides`` change any field (e.g. ``epochs=3``)."""
+        prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+        base = dict(profile=prof.name, recipe=prof.recipe, epochs=prof.epochs, image_size=prof.image_size,
+                    batch_size=prof.batch_size, seed=prof.seeds[0], pretrained=prof.pretrained)
+        base.update(overrides)
+        return cls(model=model, model_kwargs=model_kwargs or {}, **base)
+
+    @property
+    def kwargs(self) -> dict:
+        """``model_kwargs`` as a dict."""
+        return dict(self.model_kwargs)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (kwargs and augment as dicts, train_subset as a list)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["model_kwargs"] = dict(self.model_kwargs)
+        d["augment"] = None if self.augment is None else dict(self.augment)
+        d["train_subset"] = None if self.train_subset is None else list(self.train_subset)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        """Inverse of :meth:`to_dict`."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def key(self) -> str:
+        """Stable folder name ``<model>-<16 hex>``: sha256 of the sorted-JSON config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return f"{self.model}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+class Run:
+    """A finished run on disk (see the module docstring for the folder layout)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        if not (self.dir / RESULTS_FILE).is_file():
+            raise FileNotFoundError(
+                f"{self.dir} holds no finished run (no {RESULTS_FILE}). Fix: train it with get_or_train(config)."
+            )
+
+    def __repr__(self) -> str:
+        t = self.metrics
+        return (f"Run({self.dir.name}: {self.config.model} {self.config.kwargs or ''} "
+                f"acc={t['accuracy']:.3f} auc={t['roc_auc']:.3f})")
+
+    @cached_property
+    def results(self) -> dict:
+        """The parsed ``results.json``."""
+        return json.loads((self.dir / RESULTS_FILE).read_text())
+
+    @property
+    def config(self) -> RunConfig:
+        """The :class:`RunConfig` that produced this run."""
+        return RunConfig.from_dict(self.results["config"])
+
+    @property
+    def metrics(self) -> dict:
+        """Test-set metrics (``results["metrics"]["test"]``)."""
+        return self.results["metrics"]["test"]
+
+    @property
+    def history(self) -> "pd.DataFrame":  # noqa: F821
+        """One row per epoch: epoch, train_loss, train_acc, val_loss, val_acc, val_auc, lr, seconds."""
+        import pandas as pd
+
+        return pd.read_csv(self.dir / "history.csv")
+
+    @property
+    def predictions(self) -> "pd.DataFrame":  # noqa: F821
+        """Test-set predictions: columns ``id``, ``y_true`` (0/1), ``y_score`` (P(malignant))."""
+        import pandas as pd
+
+        return pd.read_csv(self.dir / "predictions.csv")
+
+    def checkpoint(self, which: str = "last") -> Path:
+        """Path of ``last.pt`` (the evaluated weights) or ``best.pt`` (best validation AUC)."""
+        if which not in ("last", "best"):
+            raise ValueError(f"which must be 'last' or 'best'; found {which!r}.")
+        return self.dir / f"{which}.pt"
+
+    def load_model(self, which: str = "last", model_fn: Callable[[RunConfig], torch.nn.Module] | None = None,
+                   device: str = "cpu") -> torch.nn.Module:
+        """The trained model in eval mode (built from the config, weights from the checkpoint)."""
+        from .train import load_checkpoint, make_model_spec
+
+        cfg = self.config
+        model = model_fn(cfg) if model_fn is not None else _build(cfg)
+        spec = make_model_spec(cfg.model, cfg.kwargs, image_size=cfg.image_size)
+        model, _ = load_checkpoint(self.checkpoint(which), model, model_spec=spec, map_location=device)
+        return model.to(device).eval()
+
+
+def _build(cfg: RunConfig) -> torch.nn.Module:
+    from .models import build_model
+
+    return build_model(cfg.model, num_classes=2, pretrained=cfg.pretrained, **cfg.kwargs)
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The checkout's HEAD commit (40 hex), or ``None`` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path or Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def run_dir(config: RunConfig, cache_dir: str | Path | None = None) -> Path:
+    """``<cache>/runs/<config.key()>`` (cache: the config's profile's ``cache_dir``)."""
+    root = Path(cache_dir) if cache_dir is not None else get_profile(config.profile).cache_dir
+    return root / "runs" / config.key()
+
+
+def get_or_train(
+    config: RunConfig,
+    *,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    retrain: bool = False,
+    model_fn: Callable[[RunConfig], torch.nn.Module] | None = None,
+) -> Run:
+    """Load the finished run of ``config``, or train (resuming a half-finished one) and evaluate it.
+
+    Args:
+        config: the :class:`RunConfig`.
+        cache_dir: folder holding ``runs/`` (default: the profile's ``cache_dir``).
+        progress: tqdm bars while decoding and training.
+        retrain: ignore a finished run and train again from scratch.
+        model_fn: build the model from the config instead of ``models.build_model`` (custom
+            architectures, tests). The config's ``model`` name must identify it: it is the cache key.
+
+    Returns:
+        :class:`Run`. Training uses ``train.fit`` with the profile's device; the final epoch's
+        weights (``last.pt``) are evaluated once on the test split.
+    """
+    from .data import ImageTensorStore
+    from .metrics import classification_report
+    from .train import _atomic_write_text, fit, make_model_spec, predict, seed_everything, train_val_split
+
+    folder = run_dir(config, cache_dir)
+    if (folder / RESULTS_FILE).is_file() and not retrain:
+        run = Run(folder)
+        if run.config != config:
+            raise RuntimeError(
+                f"{folder} holds a run of another config (hash collision or edited files): "
+                f"{run.config} vs {config}. Fix: delete {folder} and call get_or_train again."
+            )
+        return run
+    if retrain:
+        for name in (RESULTS_FILE, "last.pt", "best.pt"):
+            (folder / name).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
+
+    prof = get_profile(config.profile)
+    t_start = time.perf_counter()
+    full = ImageTensorStore.from_dataset(config.dataset, split="train", resolution=config.image_size, progress=progress)
+    if config.train_subset is not None:
+        full = full.subset(list(config.train_subset))
+    train_store, val_store = train_val_split(full, config.val_fraction, seed=config.split_seed)
+    seed_everything(config.seed)
+    model = model_fn(config) if model_fn is not None else _build(config)
+    spec = make_model_spec(config.model, config.kwargs, image_size=config.image_size)
+    already = 0
+    if (folder / "last.pt").is_file():
+        already = int(torch.load(folder / "last.pt", weights_only=True, map_location="cpu")["epoch"])
+    result = fit(
+        model, train_store, val_store, recipe=config.recipe, epochs=config.epochs, batch_size=config.batch_size,
+        seed=config.seed, out_dir=folder, resume=True, device=prof.device, lr=config.lr,
+        augment=None if config.augment is None else dict(config.augment), progress=progress, model_spec=spec,
+    )
+    test = ImageTensorStore.from_dataset(config.dataset, split="test", resolution=config.image_size, progress=progress)
+    t_eval = time.perf_counter()
+    y_true, y_score, ids = predict(model, test, batch_size=256, device=prof.device)
+    eval_seconds = time.perf_counter() - t_eval
+    import pandas as pd
+
+    pd.DataFrame({"id": ids, "y_true": y_true, "y_score": y_score}).to_csv(folder / "predictions.csv", index=False)
+    report = classification_report(y_true, y_score)
+    from .train import get_recipe
+
+    last_val = result.history.iloc[-1].to_dict() if len(result.history) else {}
+    results = {
+        "key": config.key(),
+        "config": config.to_dict(),
+        "resolved": {
+            "recipe": get_recipe(config.recipe).for_model(config.model).to_dict(),
+            "model_spec": spec,
+            "n_train": len(train_store), "n_val": len(val_store), "n_test": len(test),
+            "evaluated_checkpoint": "last",
+        },
+        "metrics": {
+            "test": report,
+            "val": {k: last_val.get(k) for k in ("val_loss", "val_acc", "val_auc")},
+        },
+        "timing": {
+            "train_seconds": result.train_seconds,
+            "eval_seconds": eval_seconds,
+            "session_seconds": time.perf_counter() - t_start,
+            "epochs": config.epochs,
+            "resumed_from_epoch": already,
+            "train_images_per_second": (len(train_store) * config.epochs / result.train_seconds
+                                        if result.train_seconds else None),
+        },
+        "device": result.device,
+        "device_name": _device_name(result.device),
+        "amp": result.amp,
+        "torch_threads": torch.get_num_threads(),
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _atomic_write_text(folder / RESULTS_FILE, json.dumps(results, indent=1, default=_json_default))
+    return Run(folder)
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,306 @@
+"""Tests of skinlesion_utils.audit on real images of $SKINLESION_DATA and the real ISIC 2020
+metadata: planted copies (exact, re-encoded, resized, centre-cropped) of real lesions must be
+found, distinct real lesions must not; the pair search must agree with brute force and be fast;
+splits must be grouped, stratified and seeded; the CLI must write the CSV."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from skinlesion_utils import audit
+
+DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+BAL = DATA / "isic_balanced"
+META = DATA / "isic2020_metadata" / "ISIC_2020_Training_GroundTruth_v2.csv"
+needs_images = pytest.mark.skipif(not BAL.is_dir(), reason="needs the course data folder: set SKINLESION_DATA")
+needs_meta = pytest.mark.skipif(not META.is_file(), reason="needs the course data folder: set SKINLESION_DATA")
+
+TRANSFORMS = ("exact", "jpeg50", "resized", "crop5")
+
+
+def _distinct_real_images() -> list[Path]:
+    """30 real lesions spread over isic_balanced/test (15 benign, 15 malignant)."""
+    benign = sorted((BAL / "test" / "benign").glob("*.jpg"))[::12][:15]
+    malignant = sorted((BAL / "test" / "malignant").glob("*.jpg"))[::10][:15]
+    return benign + malignant
+
+
+def _plant(src: Path, kind: str, dest: Path) -> Path:
+    """Write a transformed copy of ``src``."""
+    if kind == "exact":
+        out = dest.with_suffix(".jpg")
+        shutil.copyfile(src, out)
+        return out
+    img = Image.open(src).convert("RGB")
+    w, h = img.size
+    if kind == "jpeg50":  # re-encoded at another quality
+        out = dest.with_suffix(".jpg")
+        img.save(out, quality=50)
+    elif kind == "resized":  # smaller, lossless
+        out = dest.with_suffix(".png")
+        img.resize((round(w * 0.6), round(h * 0.6)), Image.BICUBIC).save(out)
+    elif kind == "crop5":  # 5 % of width and height cropped away (centred), re-encoded
+        out = dest.with_suffix(".jpg")
+        dx, dy = round(w * 0.025), round(h * 0.025)
+        img.crop((dx, dy, w - dx, h - dy)).save(out, quality=90)
+    else:  # pragma: no cover
+        raise ValueError(kind)
+    return out
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """tmp/originals: 30 distinct real lesions; tmp/copies: 4 transformed copies of 6 of them."""
+    root = tmp_path_factory.mktemp("audit")
+    originals, copies = root / "originals", root / "copies"
+    originals.mkdir()
+    copies.mkdir()
+    sources = _distinct_real_images()
+    assert len(sources) == 30
+    orig_paths = []
+    for k, src in enumerate(sources):
+        orig_paths.append(Path(shutil.copyfile(src, originals / f"o{k:02d}.jpg")))
+    truth = {}  # copy path -> original path
+    for k in (0, 1, 2, 15, 16, 17):
+        for kind in TRANSFORMS:
+            out = _plant(sources[k], kind, copies / f"o{k:02d}_{kind}")
+            truth[str(out)] = str(orig_paths[k])
+    return originals, copies, truth
+
+
+@needs_images
+def test_distinct_real_lesions_are_not_flagged_and_data_folder_untouched():
+    folder = BAL / "test" / "benign"
+    before = sorted(os.listdir(folder)), folder.stat().st_mtime_ns
+    audit.clear_hash_cache()
+    pairs = audit.find_near_duplicates(_distinct_real_images(), progress=False)
+    assert list(pairs.columns) == ["file_a", "file_b", "distance", "method"]
+    assert pairs.empty, f"distinct lesions flagged as duplicates:\n{pairs}"
+    assert (sorted(os.listdir(folder)), folder.stat().st_mtime_ns) == before
+
+
+@needs_images
+def test_planted_copies_found_across_two_sets(planted):
+    originals, copies, truth = planted
+    pairs = audit.find_near_duplicates(originals, copies, progress=False)
+    found = {(b, a) for a, b in zip(pairs.file_a, pairs.file_b)}
+    assert found == {(c, o) for c, o in truth.items()}, pairs
+    assert (pairs.distance <= audit.DEFAULT_THRESHOLD).all()
+    assert set(pairs.method) == {audit.DEFAULT_METHOD}
+    exact = pairs[pairs.file_b.str.endswith("_exact.jpg")]
+    assert len(exact) == 6 and (exact.distance == 0).all()
+    # every kind of copy is found, for all six sources
+    for kind in TRANSFORMS:
+        assert pairs.file_b.str.contains(f"_{kind}.").sum() == 6, kind
+
+
+@needs_images
+def test_planted_copies_found_within_one_set_and_clustered(planted):
+    originals, copies, truth = planted
+    files = audit.list_images(originals) + audit.list_images(copies)
+    pairs = audit.find_near_duplicates(files, progress=False)
+    clusters = audit.duplicate_clusters(pairs, files)
+    assert len(clusters) == len(files) == 54
+    # 6 clusters of an original + its 4 copies; the other 24 originals stay alone
+    expected = {}
+    for f in map(str, files):
+        expected.setdefault(truth.get(f, f), set()).add(f)
+    got = {}
+    for f, c in clusters.items():
+        got.setdefault(c, set()).add(f)
+    assert sorted(map(sorted, got.values())) == sorted(map(sorted, expected.values()))
+    assert clusters.nunique() == 30
+    # each unordered pair once, file_a listed before file_b
+    order = {str(f): i for i, f in enumerate(files)}
+    assert all(order[a] < order[b] for a, b in zip(pairs.file_a, pairs.file_b))
+    assert not pairs.duplicated(["file_a", "file_b"]).any()
+
+
+def _brute_force(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Min over view pairs (0,0), (i,0), (0,j) of the Hamming distance; a, b bool [N, V, bits]."""
+    full = (a[:, None, 0] != b[None, :, 0]).sum(-1)
+    for i in range(1, a.shape[1]):
+        full = np.minimum(full, (a[:, None, i] != b[None, :, 0]).sum(-1))
+        full = np.minimum(full, (a[:, None, 0] != b[None, :, i]).sum(-1))
+    return full
+
+
+def _random_table(n: int, seed: int, prefix: str, near_of: np.ndarray | None = None) -> audit.HashTable:
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2, size=(n, 3, 128)).astype(bool)
+    if near_of is not None:  # plant close relatives so that small thresholds have hits
+        m = min(n, len(near_of)) // 2
+        bits[:m] = near_of[:m]
+        flips = rng.random((m, 3, 128)) < 0.05
+        bits[:m] ^= flips
+    packed = np.packbits(bits, axis=-1)
+    return audit.HashTable(tuple(f"{prefix}{i}" for i in range(n)), packed, "phash+dhash", audit.DEFAULT_CROPS)
+
+
+def test_vectorised_search_matches_brute_force():
+    a = _random_table(300, 1, "a")
+    b = _random_table(170, 2, "b", near_of=a.unpacked())
+    ua, ub = a.unpacked(), b.unpacked()
+    d_ab, d_aa = _brute_force(ua, ub), _brute_force(ua, ua)
+    for threshold in (10, 50):
+        got = audit.hash_pairs(a, b, threshold, block=64)  # several blocks
+        i, j = np.nonzero(d_ab <= threshold)
+        want = {(f"a{x}", f"b{y}", int(d_ab[x, y])) for x, y in zip(i, j)}
+        assert set(zip(got.file_a, got.file_b, got.distance)) == want and len(got) == len(want)
+        got = audit.hash_pairs(a, None, threshold, block=64)
+        i, j = np.nonzero(np.triu(d_aa <= threshold, k=1))
+        want = {(f"a{x}", f"a{y}", int(d_aa[x, y])) for x, y in zip(i, j)}
+        assert set(zip(got.file_a, got.file_b, got.distance)) == want and len(got) == len(want)
+    assert len(audit.hash_pairs(a, b, 10)) > 0  # the planted relatives
+    nn = audit.nearest_neighbour_distances(a, b, block=64)
+    assert np.array_equal(nn.distance.to_numpy(), d_ab.min(1))
+    assert all(d_ab[k, int(n[1:])] == d for k, (n, d) in enumerate(zip(nn.nearest, nn.distance)))
+    self_d = d_aa + np.diag(np.full(len(ua), 10**6))
+    nn_self = audit.nearest_neighbour_distances(a, block=64)
+    assert np.array_equal(nn_self.distance.to_numpy(), self_d.min(1))
+    hist = audit.hamming_distance_histogram(a, block=64)
+    assert hist.shape == (129,)
+    assert np.array_equal(hist, np.bincount(d_aa[np.triu_indices(len(ua), k=1)], minlength=129))
+    assert np.array_equal(audit.hamming_distance_histogram(a, b, block=64), np.bincount(d_ab.ravel(), minlength=129))
+
+
+def test_pair_search_of_10000_hashes_takes_seconds():
+    table = _random_table(10_000, 3, "f")
+    start = time.perf_counter()
+    pairs = audit.hash_pairs(table, None, 20)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 6.0, f"pair search of 10,000 hashes took {elapsed:.1f} s"
+    # random 128-bit hashes: P(distance <= 20) = 4e-16 per comparison, 2.5e8 comparisons:
+    # no hits unless the search is wrong; planting one exact copy must give exactly one pair
+    assert pairs.empty
+    bits = table.bits.copy()
+    bits[9_999] = bits[17]
+    table2 = audit.HashTable(table.files, bits, table.method, table.crops)
+    pairs = audit.hash_pairs(table2, None, 20)
+    assert list(zip(pairs.file_a, pairs.file_b, pairs.distance)) == [("f17", "f9999", 0)]
+
+
+class _Thumbnail(torch.nn.Module):
+    """A fixed (not random) feature extractor: the mean-centred 8×8 thumbnail."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = torch.nn.AdaptiveAvgPool2d(8)
+
+    def forward(self, x):
+        t = self.pool(x).flatten(1)
+        return t - t.mean(1, keepdim=True)
+
+
+@needs_images
+def test_embedding_method_accepts_any_module(planted):
+    originals, copies, truth = planted
+    model = _Thumbnail().train()  # copies: cosine distance <= 0.03; distinct lesions: >= 0.07
+    kw = dict(method="embedding", model=model, threshold=0.04, image_size=64, progress=False)
+    pairs = audit.find_near_duplicates(originals, copies, **kw)
+    assert {(b, a) for a, b in zip(pairs.file_a, pairs.file_b)} == set(truth.items())
+    assert set(pairs.method) == {"embedding"} and (pairs.distance.between(-1e-6, 0.04)).all()
+    assert audit.find_near_duplicates(originals, **kw).empty  # 30 distinct lesions
+    assert model.training  # mode restored
+    with pytest.raises(ValueError, match="explicit threshold"):
+        audit.find_near_duplicates(originals, method="embedding", model=model)
+
+
+@needs_meta
+def test_grouped_split_is_grouped_stratified_and_seeded():
+    meta = pd.read_csv(META)
+    train, test = audit.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=0)
+    assert len(train) + len(test) == len(meta)
+    assert not set(train.patient_id) & set(test.patient_id)
+    assert abs(len(test) / len(meta) - 0.2) < 0.03
+    # stratified: the malignant rate (1.8 %) is kept on both sides
+    rate = meta.target.mean()
+    assert abs(test.target.mean() - rate) < 0.002 and abs(train.target.mean() - rate) < 0.002
+    again = audit.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=0)[1]
+    other = audit.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=1)[1]
+    assert test.index.equals(again.index) and not test.index.equals(other.index)
+    # the leakage a naive row-level split makes, and the grouped split does not
+    from sklearn.model_selection import train_test_split
+
+    naive_train, naive_test = train_test_split(meta, test_size=0.2, random_state=0, stratify=meta.target)
+    naive = audit.patient_overlap(naive_train, naive_test, "patient_id")
+    clean = audit.patient_overlap(train, test, "patient_id")
+    assert naive.leaked_fraction > 0.5 and naive.n_shared > 100
+    assert clean.n_shared == 0 and clean.leaked_fraction == 0.0
+    assert clean.test_groups == test.patient_id.nunique()
+    missing = meta.head(50).copy()
+    missing.loc[missing.index[3], "patient_id"] = None
+    with pytest.raises(ValueError, match="duplicate_clusters"):
+        audit.grouped_split(missing, "patient_id", "target")
+
+
+@needs_meta
+def test_balanced_sample_is_seeded_and_reports_drops():
+    meta = pd.read_csv(META)
+    sample, report = audit.balanced_sample(meta, "benign_malignant", seed=0)
+    n_mal = int((meta.benign_malignant == "malignant").sum())
+    assert sample.benign_malignant.value_counts().to_dict() == {"benign": n_mal, "malignant": n_mal}
+    assert report.loc["benign", "dropped"] == (meta.benign_malignant == "benign").sum() - n_mal
+    assert report.loc["malignant", "dropped"] == 0
+    assert (report.available == report.kept + report.dropped).all()
+    same, _ = audit.balanced_sample(meta, "benign_malignant", seed=0)
+    other, _ = audit.balanced_sample(meta, "benign_malignant", seed=1)
+    assert sample.index.equals(same.index) and not sample.index.equals(other.index)
+    assert sample.index.is_monotonic_increasing  # original order kept
+    small, rep = audit.balanced_sample(meta, "target", n_per_class=100, seed=3)
+    assert small.target.value_counts().to_dict() == {0: 100, 1: 100} and rep.kept.tolist() == [100, 100]
+    ratio, rep = audit.balanced_sample(meta, "benign_malignant", ratio={"benign": 1800, "malignant": 1497}, seed=0)
+    assert rep.loc["malignant", "kept"] == n_mal
+    assert rep.loc["benign", "kept"] == int(np.floor(1800 / 1497 * n_mal))
+    with pytest.raises(ValueError, match="has 584"):
+        audit.balanced_sample(meta, "benign_malignant", n_per_class=600)
+
+
+def test_duplicate_clusters_follow_chains():
+    files = ["a", "b", "c", "d", "e", "f"]
+    pairs = pd.DataFrame({"file_a": ["c", "a", "e"], "file_b": ["b", "b", "d"]})
+    clusters = audit.duplicate_clusters(pairs, files)
+    assert clusters.to_dict() == {"a": 0, "b": 0, "c": 0, "d": 1, "e": 1, "f": 2}
+    with pytest.raises(ValueError, match="not in files"):
+        audit.duplicate_clusters(pairs, ["a", "b"])
+
+
+@needs_images
+def test_cli_writes_pairs_csv(planted, tmp_path, capsys):
+    originals, copies, truth = planted
+    out = tmp_path / "sub" / "pairs.csv"
+    assert audit.audit_main(["audit", "--a", str(originals), "--b", str(copies), "--out", str(out), "--quiet"]) == 0
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["file_a", "file_b", "distance", "method"]
+    assert {(b, a) for a, b in zip(written.file_a, written.file_b)} == set(truth.items())
+    assert f"{len(truth)} near-duplicate pair(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pairs.csv"]  # no temporary left
+    # within one folder, stricter threshold: only the exact copies (distance 0) remain
+    both = tmp_path / "both"
+    shutil.copytree(originals, both / "o")
+    shutil.copytree(copies, both / "c")
+    assert audit.audit_main(["--a", str(both), "--threshold", "0", "--out", str(out), "--quiet"]) == 0
+    written = pd.read_csv(out)
+    assert len(written) >= 6 and (written.distance == 0).all()
+    assert written.file_b.str.endswith("_exact.jpg").sum() + written.file_a.str.endswith("_exact.jpg").sum() >= 6
+    # a missing folder is an error for people, not a traceback
+    assert audit.audit_main(["--a", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_errors_say_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="Unknown hash method"):
+        audit.find_near_duplicates(tmp_path, method="ahash")
+    with pytest.raises(audit.DataError, match="No image files"):
+        audit.find_near_duplicates(tmp_path)
+    table = _random_table(5, 0, "x")
+    with pytest.raises(ValueError, match="outside 0..128"):
+        audit.hash_pairs(table, None, 200)

@@ -1,0 +1,326 @@
+"""Tests of skinlesion_utils.paper: the claims file parses, carries provenance, its numbers are
+the strings it prints, its counts match the released data, and the arithmetic checks and the
+paper recipe work on every entry. No verdict about the paper is typed here: every expected
+outcome is computed independently (brute force over integer counts, the data manifests)."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from importlib import resources
+
+import pandas as pd
+import pytest
+
+from skinlesion_utils import paper as P
+
+RAW = json.loads(P.CLAIMS_FILE.read_text(encoding="utf-8"))
+
+
+def _claims():
+    return P.load_claims()
+
+
+def _rounds_to(exact: Decimal, printed: str) -> bool:
+    """Independent reference: does exact round (half up or half even) to the printed string?"""
+    q = Decimal(printed)
+    step = Decimal(1).scaleb(q.as_tuple().exponent)
+    return any(exact.quantize(step, rounding=m) == q for m in (ROUND_HALF_UP, ROUND_HALF_EVEN))
+
+
+def _brute_force_k(printed: str, n: int) -> list[int]:
+    return [k for k in range(n + 1) if _rounds_to(Decimal(100 * k) / Decimal(n), printed)]
+
+
+# ----------------------------------------------------------------------------- the file
+def test_file_is_packaged_and_parses():
+    assert (resources.files("skinlesion_utils") / "paper_claims.json").is_file()
+    data = _claims()
+    assert P.validate_claims(RAW) == []
+    assert data["claims"] == RAW["claims"]
+    assert len({c["id"] for c in data["claims"]}) == len(data["claims"])
+
+
+def test_load_returns_an_independent_copy():
+    a = _claims()
+    a["claims"][0]["value"] = "0"
+    assert _claims()["claims"][0]["value"] == RAW["claims"][0]["value"]
+
+
+@pytest.mark.parametrize("entry", RAW["claims"], ids=[c["id"] for c in RAW["claims"]])
+def test_every_claim_has_provenance_and_its_float_is_its_string(entry):
+    c = P.claim(entry["id"])
+    assert c.value == entry["value"] and isinstance(c.value, str)
+    assert c.number == P.parse_number(entry["value"]) == entry["float"]
+    assert c.where.source in RAW["sources"] and c.where.location.strip()
+    assert c.status in RAW["statuses"]
+    assert c.where.version in ("v1", "v2", "release")
+    if c.status != "project":
+        assert c.where.quote.strip(), f"{c.id}: a claim we read must quote its passage"
+    if c.status == "paper":
+        assert c.where.url.startswith("https://arxiv.org/html/2510.03876")
+        # the printed value occurs in the quoted sentence (3,297 / 93.182 / 0.9670 ...)
+        assert c.value in c.where.quote
+    for printed in c.versions.values():
+        P.parse_number(printed)
+    if c.where.version in c.versions:
+        assert c.versions[c.where.version] == c.value
+    for ref in c.denominators:
+        assert P.claim(ref).unit == "images"
+    assert c.label.startswith(c.value) and c.where.location in c.label
+
+
+def test_validator_names_each_broken_entry():
+    bad = copy.deepcopy(RAW)
+    bad["claims"][0]["float"] = bad["claims"][0]["float"] + 1
+    bad["claims"][1]["where"]["source"] = "nowhere"
+    bad["claims"][2]["status"] = "rumour"
+    bad["claims"][3]["where"]["quote"] = ""
+    bad["tables"]["2"]["rows"] = [{"model": "ResNet-50", "model_id": "resnet50", "accuracy": "9x.1",
+                                   "precision": "1", "recall": "1", "specificity": "1", "f1": "1"}]
+    problems = P.validate_claims(bad)
+    text = "\n".join(problems)
+    for c in bad["claims"][:4]:
+        assert c["id"] in text
+    assert "tables['2']" in text and "9x.1" in text and "not_transcribed" in text
+
+
+def test_load_refuses_a_broken_file(tmp_path):
+    bad = copy.deepcopy(RAW)
+    bad["claims"][0]["float"] = 1.0
+    path = tmp_path / "claims.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(P.ClaimsError, match=RAW["claims"][0]["id"]):
+        P.load_claims(path)
+    path.write_text("{not json")
+    with pytest.raises(P.ClaimsError, match="not valid JSON"):
+        P.load_claims(path)
+
+
+@pytest.mark.parametrize("text,expected", [("3,297", 3297.0), ("+2.224", 2.224), ("93.18%", 93.18),
+                                           ("1e-5", 1e-5), ("0.9670", 0.967)])
+def test_parse_number(text, expected):
+    assert P.parse_number(text) == expected
+
+
+def test_parse_number_rejects_non_numbers():
+    with pytest.raises(ValueError, match="not a number"):
+        P.parse_number("about 93")
+    with pytest.raises(ValueError, match="as a string"):
+        P.parse_number(93.18)
+    assert P.decimals_of("0.9670") == 4 and P.decimals_of("3,297") == 0
+
+
+def test_claim_unknown_id_suggests():
+    with pytest.raises(KeyError, match="headline.accuracy"):
+        P.claim("headline.acuracy")
+
+
+def test_claims_table_rows_and_version_differences():
+    df = P.claims_table()
+    assert list(df.index) == [c["id"] for c in RAW["claims"]]
+    for c in RAW["claims"]:
+        v = c.get("versions") or {}
+        expected = (v["v1"] != v["v2"]) if {"v1", "v2"} <= set(v) else None
+        assert df.loc[c["id"], "differs"] == expected
+        assert df.loc[c["id"], "value"] == c["value"]
+
+
+# ----------------------------------------------------------------------------- data counts
+@pytest.mark.parametrize("dataset,prefix", [("isic_balanced", "data."), ("isic2019_external", "data.external_")])
+def test_count_claims_match_the_released_data(dataset, prefix):
+    from skinlesion_utils import data as D
+
+    counts = D.dataset_table(dataset)  # from the packaged sha256 manifests
+    if prefix == "data.":
+        pairs = {"train_benign": counts.loc["train", "benign"], "train_malignant": counts.loc["train", "malignant"],
+                 "test_benign": counts.loc["test", "benign"], "test_malignant": counts.loc["test", "malignant"],
+                 "test_total": counts.loc["test", "total"], "train_total": counts.loc["train", "total"],
+                 "total_benign": counts.loc["total", "benign"], "total_malignant": counts.loc["total", "malignant"]}
+        assert P.claim("data.total_images").number == counts.loc["total", "total"]
+    else:
+        pairs = {"total": counts.loc["total", "total"], "test_total": counts.loc["test", "total"],
+                 "test_benign": counts.loc["test", "benign"], "test_malignant": counts.loc["test", "malignant"]}
+    for name, n in pairs.items():
+        assert P.claim(prefix + name).number == n, name
+
+
+# ----------------------------------------------------------------------------- tables
+def test_table_model_ids_are_build_model_names():
+    from skinlesion_utils.models import list_models
+
+    assert RAW["tables"]["2"]["expected_models"] == list_models()
+    assert set(RAW["tables"]["4"]["expected_models"]) <= set(list_models())
+    assert set(RAW["code_settings"]["scripts"]) - {"efficientnet", "vit"} <= set(list_models())
+    assert set(RAW["code_settings"]["no_script"]) <= set(list_models())
+    assert set(RAW["code_settings"]["scripts"]) | set(RAW["code_settings"]["no_script"]) >= set(list_models())
+
+
+@pytest.mark.parametrize("n", ["2", "3", "4"])
+def test_transcribed_tables_cover_their_models(n):
+    t = RAW["tables"][n]
+    if not t["rows"]:
+        pytest.skip(f"Table {n} is not transcribed yet (status {t['status']!r}); see paper_claims.json coverage")
+    df = P.table(n)
+    assert list(df.columns) == ["model_id", *t["columns"]]
+    if t["status"] == "transcribed":
+        assert set(t["expected_models"]) <= set(df["model_id"].dropna()), "rows missing for some models"
+
+
+@pytest.mark.parametrize("n", sorted(RAW["tables"]))
+def test_table_empty_or_not(n):
+    t = RAW["tables"][n]
+    if t["rows"]:
+        df = P.table(n, numeric=True)
+        assert len(df) == len(t["rows"])
+        return
+    with pytest.raises(P.ClaimsNotTranscribed, match=rf"Table {n} .*strict=False"):
+        P.table(n)
+    df = P.table(n, strict=False)
+    assert df.empty and list(df.columns) == ["model_id", *t["columns"]]
+    assert df.attrs["status"] == t["status"]
+
+
+def _row_from_counts(model, model_id, tp, tn, n_pos, n_neg, decimals=2):
+    """A Table-2 row printed from a real confusion matrix."""
+    fp, fn = n_neg - tn, n_pos - tp
+    f = lambda x: f"{100 * x:.{decimals}f}"  # noqa: E731
+    return {"model": model, "model_id": model_id, "accuracy": f((tp + tn) / (n_pos + n_neg)),
+            "precision": f(tp / (tp + fp)), "recall": f(tp / n_pos), "specificity": f(tn / n_neg),
+            "f1": f(2 * tp / (2 * tp + fp + fn))}
+
+
+def _with_table2(rows):
+    d = _claims()
+    d["tables"]["2"]["rows"] = rows
+    d["tables"]["2"]["status"] = "partial"
+    assert P.validate_claims(d) == []
+    return d
+
+
+def test_table_frame_from_rows_keeps_strings_and_parses_numbers():
+    n_pos, n_neg = int(P.claim("data.test_malignant").number), int(P.claim("data.test_benign").number)
+    rows = [_row_from_counts("ResNet-50", "resnet50", 270, 330, n_pos, n_neg, decimals=3),
+            _row_from_counts("Odd model", None, 200, 300, n_pos, n_neg)]
+    rows[1]["f1"] = "-"
+    d = _with_table2(rows)
+    s = P.table(2, claims=d)
+    assert s.loc["ResNet-50", "accuracy"] == rows[0]["accuracy"] and isinstance(s.loc["ResNet-50", "recall"], str)
+    x = P.table(2, numeric=True, claims=d)
+    assert x.loc["ResNet-50", "recall"] == pytest.approx(100 * 270 / n_pos, abs=5e-4)
+    assert math.isnan(x.loc["Odd model", "f1"]) and pd.isna(x.loc["Odd model", "model_id"])
+
+
+# ----------------------------------------------------------------------------- arithmetic
+def test_arithmetic_checks_cover_every_claim_and_row_with_wellformed_verdicts():
+    df = P.arithmetic_checks()
+    assert list(df.columns) == ["subject", "check", "printed", "n", "verdict", "detail"]
+    assert df["verdict"].isin(P.VERDICTS).all()
+    assert df["detail"].map(lambda s: isinstance(s, str) and len(s) > 10).all()
+    expected_subjects = {c["id"] for c in RAW["claims"] if c["unit"] == "%" and c.get("denominators")}
+    assert expected_subjects <= set(df["subject"])
+    for key in ("2", "3", "4"):
+        for row in RAW["tables"][key]["rows"]:
+            assert f"Table {key}: {row['model']}" in set(df["subject"])
+    # every accuracy verdict agrees with an independent brute force over integer counts
+    for _, r in df[df["check"].str.startswith("accuracy = k/")].iterrows():
+        assert (r["verdict"] == "consistent") == bool(_brute_force_k(r["printed"], int(r["n"])))
+
+
+def test_check_accuracy_matches_brute_force():
+    n = int(P.claim("data.test_total").number)
+    for k in (0, 1, 329, 602, 615, n):
+        printed = f"{100 * k / n:.3f}"
+        r = P.check_accuracy(printed, n)
+        assert r["verdict"] == "consistent" and r["candidates"] == _brute_force_k(printed, n)
+        assert k in r["candidates"]
+    off = f"{100 * 615 / n + 0.05:.2f}"  # half a twentieth of a point away from 615/660
+    r = P.check_accuracy(off, n)
+    assert r["verdict"] == ("consistent" if _brute_force_k(off, n) else "inconsistent")
+
+
+def test_recall_specificity_check_on_rows_printed_from_real_counts():
+    n_pos, n_neg = int(P.claim("data.test_malignant").number), int(P.claim("data.test_benign").number)
+    good = _row_from_counts("A", "alexnet", 281, 334, n_pos, n_neg)
+    r = P.check_recall_specificity(good["recall"], good["specificity"], n_pos, n_neg, accuracy=good["accuracy"])
+    assert r["verdict"] == "consistent" and "tp=281 tn=334" in r["detail"]
+    bad_acc = f"{float(good['accuracy']) + 0.5:.2f}"
+    r = P.check_recall_specificity(good["recall"], good["specificity"], n_pos, n_neg, accuracy=bad_acc)
+    assert r["verdict"] == "inconsistent" and r["accuracy_min"] <= float(good["accuracy"]) + 0.01
+    r = P.check_recall_specificity("33.34", good["specificity"], n_pos, n_neg)  # no k/300 rounds to 33.34
+    assert r["verdict"] == "inconsistent" and not _brute_force_k("33.34", n_pos)
+
+    d = _with_table2([good, {**good, "model": "B", "model_id": "vgg16", "accuracy": bad_acc}])
+    df = P.arithmetic_checks(claims=d)
+    rs = df[df["check"].str.startswith("recall")].set_index("subject")["verdict"]
+    assert rs["Table 2: A"] == "consistent" and rs["Table 2: B"] == "inconsistent"
+
+
+def test_check_gain_finds_both_readings():
+    n = 660
+    top = f"{100 * 615 / n:.3f}"
+    points = f"{100 * (615 - 600) / n:.3f}"
+    r = P.check_gain(points, top, n)
+    assert r["verdict"] == "consistent" and any(abs(p - 100 * 600 / n) < 1e-9 for p in r["points"])
+    relative = f"{100 * (615 - 590) / 590:.3f}"
+    r = P.check_gain(relative, top, n)
+    assert r["verdict"] == "consistent" and any(abs(p - 100 * 590 / n) < 1e-9 for p in r["relative"])
+    # a gain no integer baseline produces, found by brute force
+    cand = next(f"{g / 1000:.3f}" for g in range(1000, 3000)
+                if not any(_rounds_to(Decimal(100 * (615 - b)) / Decimal(n), f"{g / 1000:.3f}") or
+                           (b and _rounds_to(Decimal(100 * (615 - b)) / Decimal(b), f"{g / 1000:.3f}"))
+                           for b in range(n + 1)))
+    assert P.check_gain(cand, top, n)["verdict"] == "inconsistent"
+    assert P.check_gain("1.00", "33.34", 300)["verdict"] == "not checkable"
+
+
+# ----------------------------------------------------------------------------- recipe
+def test_paper_recipe_for_every_model_is_usable_by_the_training_engine():
+    from skinlesion_utils.augment import as_augment
+    from skinlesion_utils.models import list_models
+
+    shared = RAW["code_settings"]["shared"]
+    table = P.recipe_table()
+    assert list(table) == list_models()
+    for name in list_models():
+        r = P.paper_recipe(name)
+        assert r == table[name]
+        assert r["optimizer"] in ("adam", "adamw", "sgd")
+        assert isinstance(r["batch_size"], int) and isinstance(r["epochs"], int) and r["lr"] > 0
+        as_augment(r["augmentation"])  # a valid AugmentConfig
+        assert set(r["sources"]) >= {"optimizer", "lr", "batch_size", "epochs", "augmentation"}
+        script = RAW["code_settings"]["scripts"].get(name)
+        if script is None:
+            assert r["script"] is None and "no released script" in r["sources"]["script"]
+            assert r["lr"] == P.parse_number(shared["lr"]) and r["epochs"] == int(shared["epochs"])
+        else:
+            assert r["script"] == script["file"] and script["file"] in r["sources"]["lr"]
+
+
+def test_paper_recipe_prefers_table1_and_rejects_unknown_models():
+    d = _claims()
+    d["tables"]["1"]["rows"] = [{"model": "AlexNet", "model_id": "alexnet", "optimizer": "SGD",
+                                 "learning_rate": "0.01", "batch_size": "64", "epochs": "-"}]
+    d["tables"]["1"]["status"] = "partial"
+    assert P.validate_claims(d) == []
+    r = P.paper_recipe("alexnet", claims=d)
+    assert (r["optimizer"], r["lr"], r["batch_size"]) == ("sgd", 0.01, 64)
+    assert "Table 1" in r["sources"]["lr"] and "Table 1" not in r["sources"]["epochs"]
+    assert r["epochs"] == int(RAW["code_settings"]["shared"]["epochs"])
+    with pytest.raises(ValueError, match="asff_resnet50"):
+        P.paper_recipe("resnet-50")
+
+
+# ----------------------------------------------------------------------------- text vs code
+def test_text_vs_code_entries_have_both_sides():
+    df = P.text_vs_code()
+    assert len(df) == len(RAW["text_vs_code"]) and df.index.is_unique
+    assert set(df["kind"]) <= {"code", "data"}
+    assert (df["code"].str.len() > 10).all() and (df["consequence"].str.len() > 20).all()
+    assert df["text"].map(lambda s: bool(s.strip())).all()
+    for e in RAW["text_vs_code"]:
+        if not e["text"].get("quote"):
+            assert df.loc[e["id"], "text"].startswith("(not found)")
+    assert len(P.text_vs_code(kind="data")) + len(P.text_vs_code(kind="code")) == len(df)
+    assert isinstance(P.text_vs_code(kind="data"), pd.DataFrame)
