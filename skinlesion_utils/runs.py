@@ -256,20 +256,38 @@ def get_or_train(
         :class:`Run`. Training uses ``train.fit`` with the profile's device; the final epoch's
         weights (``last.pt``) are evaluated once on the test split.
     """
+    return train_into(config, run_dir(config, cache_dir), resume=not retrain, progress=progress, model_fn=model_fn)
+
+
+def train_into(
+    config: RunConfig,
+    folder: str | Path,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    model_fn: Callable[[RunConfig], torch.nn.Module] | None = None,
+) -> Run:
+    """Train ``config`` into ``folder`` (the command line's ``train --out``; :func:`get_or_train`
+    uses the cache folder). A finished run there is returned as is; with ``resume`` a
+    half-finished one continues from ``last.pt``, without it the folder's run starts over.
+
+    Raises:
+        RuntimeError: ``folder`` holds a finished run of another config.
+    """
     from .data import ImageTensorStore
     from .metrics import classification_report
     from .train import _atomic_write_text, fit, make_model_spec, predict, seed_everything, train_val_split
 
-    folder = run_dir(config, cache_dir)
-    if (folder / RESULTS_FILE).is_file() and not retrain:
+    folder = Path(folder)
+    if (folder / RESULTS_FILE).is_file() and resume:
         run = Run(folder)
         if run.config != config:
             raise RuntimeError(
-                f"{folder} holds a run of another config (hash collision or edited files): "
-                f"{run.config} vs {config}. Fix: delete {folder} and call get_or_train again."
+                f"{folder} holds a finished run of another config: {run.config} vs {config}. "
+                f"Fix: use another folder, or delete {folder} and train again."
             )
         return run
-    if retrain:
+    if not resume:
         for name in (RESULTS_FILE, "last.pt", "best.pt"):
             (folder / name).unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -356,3 +374,168 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ------------------------------------------------------------------ the book's shared configs
+# One place for the runs several chapters share, so that each is trained once per CI run.
+
+
+def main_config(profile=None, **overrides) -> RunConfig:
+    """The book's main model (chapter 04; loaded by 05, 07, 08, 09): ASFF-ResNet50 with the
+    paper's two-level fusion (eq. 7, ``fusion="asff_text"``) at the profile's main budget
+    (``image_size``, ``epochs``, ``batch_size``, ``recipe``, ``pretrained``, first seed)."""
+    return RunConfig.from_profile("asff_resnet50", {"fusion": "asff_text"}, profile=profile, **overrides)
+
+
+def ablation_config(fusion: str, seed: int, profile=None, **overrides) -> RunConfig:
+    """One cell of the fusion ablation (chapter 06; chapters 07–09 load the ``none`` and
+    ``asff_text`` runs as the like-for-like baseline/ASFF pair): ASFF-ResNet50 with ``fusion``
+    at the profile's many-model budget (``bench_image_size``, ``bench_epochs``)."""
+    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    base = dict(image_size=prof.bench_image_size, epochs=prof.bench_epochs, seed=seed)
+    base.update(overrides)
+    return RunConfig.from_profile("asff_resnet50", {"fusion": fusion}, profile=prof, **base)
+
+
+# ------------------------------------------------------------------ chapter 05 additions
+# Appended for chapter 05 (evaluation): the run's own validation images and the chapters'
+# results files under results/<profile>/<chapter>/.
+
+
+def validation_split(run: "Run | RunConfig"):
+    """The ``(train_store, val_store)`` split a run trained with, reproduced exactly.
+
+    Rebuilds the training store of ``run.config`` (dataset, ``image_size``, ``train_subset``)
+    and carves the same stratified validation part with ``train.train_val_split(store,
+    val_fraction, seed=split_seed)`` that :func:`get_or_train` used, so ``val_store`` holds
+    images the model never trained on.
+
+    Args:
+        run: a finished :class:`Run` (its split size is checked against ``results.json``) or a
+            :class:`RunConfig`.
+
+    Returns:
+        ``(train_store, val_store)``, two ``ImageTensorStore`` (uint8 [N, 3, R, R]).
+
+    Raises:
+        RuntimeError: the rebuilt split does not have the run's recorded sizes.
+    """
+    from .data import ImageTensorStore
+    from .train import train_val_split
+
+    cfg = run.config if isinstance(run, Run) else run
+    full = ImageTensorStore.from_dataset(cfg.dataset, split="train", resolution=cfg.image_size, progress=False)
+    if cfg.train_subset is not None:
+        full = full.subset(list(cfg.train_subset))
+    train_store, val_store = train_val_split(full, cfg.val_fraction, seed=cfg.split_seed)
+    if isinstance(run, Run):
+        resolved = run.results.get("resolved", {})
+        want = (resolved.get("n_train"), resolved.get("n_val"))
+        if want != (len(train_store), len(val_store)):
+            raise RuntimeError(
+                f"{run.dir.name}: the rebuilt split has {len(train_store)} train / {len(val_store)} validation "
+                f"images but the run recorded {want[0]} / {want[1]}: the data or train_val_split changed since "
+                "it was trained. Fix: retrain it with get_or_train(config, retrain=True)."
+            )
+    return train_store, val_store
+
+
+def validation_predictions(run: Run, which: str = "last", *, batch_size: int = 256, device: str = "cpu",
+                           model_fn: Callable[[RunConfig], torch.nn.Module] | None = None) -> "pd.DataFrame":  # noqa: F821
+    """The run's model on its own validation images (never trained on), like ``Run.predictions``.
+
+    Use it to choose anything that must not see the test images — a decision threshold, a
+    temperature for calibration — then apply the choice to ``run.predictions`` (chapter 05).
+
+    Args:
+        run: a finished :class:`Run`.
+        which: ``"last"`` (the weights evaluated on the test split) or ``"best"``.
+        batch_size: images per forward pass.
+        device: where to run the model (``"cpu"``, ``"cuda"``, ``"auto"``).
+        model_fn: as in :func:`get_or_train`, for custom architectures.
+
+    Returns:
+        DataFrame with ``id`` (e.g. ``train/benign/12.jpg``), ``y_true`` (0/1) and ``y_score``
+        (P(malignant), float in [0, 1]), one row per validation image.
+    """
+    import pandas as pd
+
+    from .train import predict
+
+    _, val_store = validation_split(run)
+    model = run.load_model(which, model_fn=model_fn, device="cpu" if device == "auto" else device)
+    y_true, y_score, ids = predict(model, val_store, batch_size=batch_size, device=device)
+    return pd.DataFrame({"id": ids, "y_true": y_true, "y_score": y_score})
+
+
+def _project_root(start: Path | None = None) -> Path:
+    """The book's root (the nearest folder up from ``start``/cwd holding ``_toc.yml``), else cwd."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder
+    return here
+
+
+def results_dir(chapter: str, profile=None, root: str | Path | None = None) -> Path:
+    """``<root>/results/<profile name>/<chapter>`` — where a chapter's numbers are written.
+
+    Args:
+        chapter: chapter stem, e.g. ``"05_evaluation"``.
+        profile: a profile name or ``Profile`` (default: the active one).
+        root: the book's root (default: found upwards from the working directory by ``_toc.yml``).
+    """
+    name = profile.name if profile is not None and not isinstance(profile, str) else get_profile(profile).name
+    base = Path(root) if root is not None else _project_root()
+    return base / "results" / name / chapter
+
+
+def write_results(chapter: str, files: dict, profile=None, root: str | Path | None = None) -> dict[str, Path]:
+    """Write a chapter's numbers for later chapters (e.g. chapter 09's audit) and the page's tables.
+
+    Args:
+        chapter: chapter stem, e.g. ``"05_evaluation"``.
+        files: ``{name: content}``; a ``pandas.DataFrame`` is written as ``<name>.csv`` (with its
+            index), anything else (a dict of numbers and strings) as ``<name>.json``.
+        profile, root: as :func:`results_dir`.
+
+    Returns:
+        ``{name: path written}``. Floats are written with full precision; numpy scalars become
+        plain numbers.
+    """
+    import pandas as pd
+
+    from .train import _atomic_write_text
+
+    folder = results_dir(chapter, profile, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, content in files.items():
+        if isinstance(content, pd.DataFrame):
+            path = folder / f"{name}.csv"
+            _atomic_write_text(path, content.to_csv())
+        else:
+            path = folder / f"{name}.json"
+            _atomic_write_text(path, json.dumps(content, indent=1, default=_json_default) + "\n")
+        written[name] = path
+    return written
+
+
+def read_results(chapter: str, name: str, profile=None, root: str | Path | None = None):
+    """Read back what :func:`write_results` wrote: a DataFrame (``.csv``, first column as index)
+    or a dict (``.json``).
+
+    Raises:
+        FileNotFoundError: neither file exists; the message names the chapter to run first.
+    """
+    import pandas as pd
+
+    folder = results_dir(chapter, profile, root)
+    if (folder / f"{name}.csv").is_file():
+        return pd.read_csv(folder / f"{name}.csv", index_col=0)
+    if (folder / f"{name}.json").is_file():
+        return json.loads((folder / f"{name}.json").read_text())
+    raise FileNotFoundError(
+        f"no results {name!r} of chapter {chapter} in {folder} (looked for {name}.csv and {name}.json). "
+        f"Fix: execute chapters/{chapter}.ipynb under this profile first."
+    )
