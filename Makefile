@@ -18,7 +18,6 @@ STAMP := $(VENV)/.skinlesion-installed
 CHAPTERS_PY := $(sort $(wildcard chapters/[0-9][0-9]_*.py))
 CHAPTERS_NB := $(CHAPTERS_PY:.py=.ipynb)
 export SKINLESION_DATA ?= $(abspath ../shared/data)
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 .PHONY: help setup test book pytest nbval pairs check-book notebooks student clean gpu-data gpu-bench

@@ -19,6 +19,15 @@ What this module owns:
   patient or lesion ids are missing).
 * :func:`grouped_split` (stratified, grouped, seeded), :func:`balanced_sample` (seeded, with
   a report of what was dropped) and :func:`patient_overlap` (the leakage a naive split makes).
+* :func:`hash_dataset` (a registry data set's hashes, named by the same ids as
+  ``ImageTensorStore.ids``), :func:`paired_distances`, :func:`copy_distances` (where edited
+  copies of real images land: the evidence for the threshold), :func:`annotate_pairs` (data
+  set, split and class of each side), :func:`pair_summary` (what leaks, counted),
+  :func:`pair_gallery` (pairs side by side) and :func:`jpeg_fingerprints` (how each file was
+  encoded: a class-dependent encoder is a shortcut a network can learn).
+* The results files of chapter 01: :func:`results_dir` (``results/<profile>/<chapter>``),
+  :func:`write_json_atomic` / :func:`write_csv_atomic`, and :func:`read_audit_pairs`, which
+  later chapters (05, 08) use to set contaminated test and external images apart.
 * The ``audit`` command line (:func:`add_audit_parser`, :func:`run_audit`, :func:`audit_main`).
 
 Why the default threshold is :data:`DEFAULT_THRESHOLD` = 8 bits (of 128, ``"phash+dhash"``
@@ -238,8 +247,6 @@ def compute_hashes(
     Raises:
         DataError: a file cannot be decoded (names it), an empty folder or list.
     """
-    from tqdm.auto import tqdm
-
     _check_method(method)
     crops = _check_crops(crops)
     files = _as_paths(paths)
@@ -260,7 +267,12 @@ def compute_hashes(
 
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:  # PIL decodes and resizes without the GIL
-        for _ in tqdm(pool.map(work, range(len(files))), total=len(files), desc=f"hashing ({method})", unit="img", disable=not progress):
+        done = pool.map(work, range(len(files)))
+        if progress:  # tqdm.auto is imported only when asked for (it warns in bare notebooks)
+            from tqdm.auto import tqdm
+
+            done = tqdm(done, total=len(files), desc=f"hashing ({method})", unit="img")
+        for _ in done:
             pass
     return HashTable(tuple(str(p) for p in files), bits, method, crops)
 
@@ -786,6 +798,424 @@ def patient_overlap(train_df: pd.DataFrame, test_df: pd.DataFrame, group_col: st
     return GroupOverlap(tuple(sorted(shared, key=str)), len(tr), len(te), len(test_df), leaked)
 
 
+# ----------------------------------------------------------------------------- data sets, copies
+
+
+def hash_dataset(
+    name: str,
+    split: str | None = None,
+    *,
+    method: str = DEFAULT_METHOD,
+    crops: Sequence[float] = DEFAULT_CROPS,
+    progress: bool = True,
+) -> HashTable:
+    """Hashes of the images of a registry data set (``data.DATASETS``), named by their ids.
+
+    The files are listed from the data set's manifest (sorted, as :class:`data.ImageTensorStore`
+    lists them) and found with :func:`data.locate`. The returned table's ``files`` are the ids
+    relative to the data set's folder (``"train/benign/12.jpg"``, ``"malignant/ISIC_0024459.jpg"``),
+    the same strings as ``ImageTensorStore.ids``, so pairs found with it can be saved, committed
+    and matched against a store without absolute paths.
+
+    Args:
+        name: an image data set, e.g. ``"isic_balanced"`` or ``data.external_dataset_name()``.
+        split: ``"train"`` / ``"test"`` for data sets with splits; ``None`` = every image.
+        method, crops, progress: see :func:`compute_hashes`.
+
+    Returns:
+        :class:`HashTable` with ``files`` = ids and ``bits: uint8 [N, len(crops), n_bits/8]``.
+
+    Raises:
+        DataError: a table data set, an unknown split, or the data is not available.
+    """
+    from . import data
+
+    spec = data.get_spec(name)
+    if spec.kind != "images":
+        raise DataError(f"Data set {name!r} holds tables, not images. Fix: hash an image data set, e.g. 'isic_balanced'.")
+    if split is not None and split not in spec.splits:
+        raise DataError(
+            f"Data set {name!r} has no split {split!r}; its splits are {list(spec.splits) or 'none (flat)'}. "
+            "Fix: pass one of them, or split=None for every image."
+        )
+    root = data.locate(name)
+    rels = sorted(spec.manifest_entries())
+    if split is not None:
+        rels = [r for r in rels if r.split("/")[0] == split]
+    table = compute_hashes([root / r for r in rels], method, crops=crops, progress=progress)
+    return HashTable(tuple(rels), table.bits, table.method, table.crops)
+
+
+def paired_distances(a: HashTable, b: HashTable) -> np.ndarray:
+    """Hamming distance of row ``i`` of ``a`` to row ``i`` of ``b`` (aligned, not all pairs).
+
+    Same rule as the pair search: the minimum over whole↔whole and crop↔whole views.
+
+    Returns:
+        ``int64 [N]`` distances in bits.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired_distances needs tables of equal length, got {len(a)} and {len(b)}.")
+    if b.method != a.method or b.crops != a.crops:
+        raise ValueError(
+            f"Hash tables differ: a is {a.method!r} crops {a.crops}, b is {b.method!r} crops "
+            f"{b.crops}. Fix: hash both sets with the same method and crops."
+        )
+    wa, wb = _words(a.bits), _words(b.bits)  # [W, V, N]
+    best = None
+    for va, vb in _view_pairs(wa.shape[1]):
+        d = sum(_popcount(wa[w, va] ^ wb[w, vb]).astype(np.int64) for w in range(wa.shape[0]))
+        best = d if best is None else np.minimum(best, d)
+    return best
+
+
+def _copy_jpeg(img, q: int):
+    return img, dict(format="JPEG", quality=q)
+
+
+def _copy_half(img):
+    w, h = img.size
+    return img.resize((max(1, w // 2), max(1, h // 2)), _bicubic()), dict(format="PNG")
+
+
+def _copy_crop(img, frac: float):
+    w, h = img.size
+    dx, dy = round(w * (1 - frac) / 2), round(h * (1 - frac) / 2)
+    return img.crop((dx, dy, w - dx, h - dy)), dict(format="JPEG", quality=90)
+
+
+def _copy_brightness(img, factor: float):
+    from PIL import ImageEnhance
+
+    return ImageEnhance.Brightness(img).enhance(factor), dict(format="JPEG", quality=90)
+
+
+def _copy_combined(img):
+    cropped, _ = _copy_crop(img, 0.95)
+    half, _ = _copy_half(cropped)
+    return half, dict(format="JPEG", quality=50)
+
+
+def _bicubic():
+    from PIL import Image
+
+    return Image.Resampling.BICUBIC
+
+
+#: The edits :func:`copy_distances` applies: name -> ``f(PIL image) -> (image, save options)``.
+COPY_TRANSFORMS = {
+    "JPEG quality 50": lambda img: _copy_jpeg(img, 50),
+    "half size": _copy_half,
+    "centre crop 95 %": lambda img: _copy_crop(img, 0.95),
+    "brightness +10 %": lambda img: _copy_brightness(img, 1.10),
+    "crop + half + JPEG 50": _copy_combined,
+}
+
+
+def copy_distances(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    transforms: Sequence[str] | None = None,
+    *,
+    method: str = DEFAULT_METHOD,
+    crops: Sequence[float] = DEFAULT_CROPS,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """How far an edited copy of an image lands from the original, in hash bits.
+
+    Each image is re-saved with every edit of :data:`COPY_TRANSFORMS` (re-encoding, resizing,
+    a centre crop, a brightness change, a combination) into a temporary folder (deleted on
+    return; nothing is written next to the images), hashed, and compared with its original by
+    :func:`paired_distances`. This is the distribution a duplicate threshold must cover.
+
+    Args:
+        paths: a folder or a list of image files (the originals).
+        transforms: names from :data:`COPY_TRANSFORMS` (default: all).
+        method, crops, progress: see :func:`compute_hashes`.
+
+    Returns:
+        DataFrame ``file, edit, distance (int, bits)``, one row per image and edit (the name
+        from :data:`COPY_TRANSFORMS`), in the order of ``paths`` then ``transforms``.
+    """
+    from PIL import Image
+
+    names = list(COPY_TRANSFORMS) if transforms is None else list(transforms)
+    unknown = [t for t in names if t not in COPY_TRANSFORMS]
+    if unknown:
+        raise ValueError(f"Unknown transform(s) {unknown}. Fix: use names from {list(COPY_TRANSFORMS)}.")
+    files = _as_paths(paths)
+    originals = compute_hashes(files, method, crops=crops, progress=progress)
+    rows_file, rows_kind, copies = [], [], []
+    with tempfile.TemporaryDirectory(prefix="skinlesion-copies-") as tmp:
+        for i, path in enumerate(files):
+            with Image.open(path) as img:
+                img = to_rgb(img, path)
+                img.load()
+            for k, kind in enumerate(names):
+                edited, options = COPY_TRANSFORMS[kind](img)
+                out = Path(tmp) / f"{i:06d}_{k:02d}.{'png' if options['format'] == 'PNG' else 'jpg'}"
+                edited.save(out, **options)
+                rows_file.append(str(path))
+                rows_kind.append(kind)
+                copies.append(out)
+        table = compute_hashes(copies, method, crops=crops, progress=progress)
+        prefix = str(Path(tmp).resolve()) + os.sep  # temporary files: forget their hashes
+        for key in [key for key in _HASH_CACHE if key[0].startswith(prefix)]:
+            del _HASH_CACHE[key]
+    repeat = np.repeat(np.arange(len(files)), len(names))
+    orig = HashTable(tuple(originals.files[j] for j in repeat), originals.bits[repeat], originals.method, originals.crops)
+    return pd.DataFrame({"file": rows_file, "edit": rows_kind, "distance": paired_distances(orig, table)})
+
+
+def annotate_pairs(pairs: pd.DataFrame, dataset_a: str, dataset_b: str | None = None) -> pd.DataFrame:
+    """Add where each image of a pair comes from: data set, split and class.
+
+    The split is the first folder of an id when it is ``train`` or ``test`` (else ``""``), the
+    class is the folder holding the file (``benign`` / ``malignant``, else ``""``).
+
+    Args:
+        pairs: DataFrame ``file_a, file_b, distance, method`` (from :func:`hash_pairs`), with
+            ids as files (:func:`hash_dataset`).
+        dataset_a, dataset_b: names of the data sets the two columns come from
+            (``dataset_b=None``: the same as ``dataset_a``).
+
+    Returns:
+        A new DataFrame ``dataset_a, file_a, split_a, label_a, dataset_b, file_b, split_b,
+        label_b, distance, method`` (row order kept).
+    """
+    from .data import CLASSES
+
+    def split_of(f: str) -> str:
+        parts = Path(f).parts
+        return parts[0] if len(parts) > 2 and parts[0] in ("train", "test") else ""
+
+    def label_of(f: str) -> str:
+        parts = Path(f).parts
+        return parts[-2] if len(parts) > 1 and parts[-2] in CLASSES else ""
+
+    _require_columns(pairs, "file_a", "file_b", "distance", "method")
+    out = pd.DataFrame(index=pairs.index)
+    for side, name in (("a", dataset_a), ("b", dataset_b or dataset_a)):
+        files = pairs[f"file_{side}"].astype(str)
+        out[f"dataset_{side}"] = name
+        out[f"file_{side}"] = files
+        out[f"split_{side}"] = [split_of(f) for f in files]
+        out[f"label_{side}"] = [label_of(f) for f in files]
+    out["distance"] = pairs["distance"]
+    out["method"] = pairs["method"]
+    return out
+
+
+def pair_summary(pairs: pd.DataFrame, n_a: int, n_b: int) -> dict:
+    """Counts of a cross-set pair table (``a`` = the reference set, ``b`` = the audited set).
+
+    Args:
+        pairs: an :func:`annotate_pairs` table (or any table with ``file_a, file_b, distance``;
+            the label and split counts need the annotated columns).
+        n_a, n_b: images in each set.
+
+    Returns:
+        ``dict`` of plain ints/floats: ``pairs``, ``exact_pairs`` (distance 0), ``a_images``,
+        ``b_images``, ``a_with_copy`` / ``b_with_copy`` (distinct images of each set in at least
+        one pair), ``b_fraction_with_copy``, and with annotations ``label_disagreements`` (pairs
+        whose classes differ) and ``b_with_copy_by_split_a`` (distinct ``b`` images with a copy
+        in each split of ``a``).
+    """
+    _require_columns(pairs, "file_a", "file_b", "distance")
+    b_with = int(pairs["file_b"].nunique())
+    out = {
+        "pairs": int(len(pairs)),
+        "exact_pairs": int((pairs["distance"] == 0).sum()),
+        "a_images": int(n_a),
+        "b_images": int(n_b),
+        "a_with_copy": int(pairs["file_a"].nunique()),
+        "b_with_copy": b_with,
+        "b_fraction_with_copy": b_with / n_b if n_b else 0.0,
+    }
+    if {"label_a", "label_b"} <= set(pairs.columns):
+        out["label_disagreements"] = int((pairs["label_a"] != pairs["label_b"]).sum())
+    if "split_a" in pairs.columns and (pairs["split_a"] != "").any():
+        out["b_with_copy_by_split_a"] = {str(k): int(v) for k, v in pairs.groupby("split_a")["file_b"].nunique().items()}
+    return out
+
+
+_SUBSAMPLING = {(1, 1): "4:4:4", (2, 1): "4:2:2", (1, 2): "4:4:0", (2, 2): "4:2:0"}
+
+
+def jpeg_fingerprints(root: str | os.PathLike, ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """How each JPEG file was encoded, read from its header (no pixel decoding).
+
+    Files of one source usually share an encoder, so these columns tell sources apart; when
+    they differ between the classes, a network can separate the classes by the file format
+    alone (a shortcut). Chapter 01 cross-tabulates them by class.
+
+    Args:
+        root: data set folder. ids: relative paths (default: every image under ``root``).
+
+    Returns:
+        DataFrame, one row per file: ``id``, ``label`` (the class folder), ``quant_table``
+        (8-hex-digit digest of the quantization tables: equal digests = same encoder settings),
+        ``subsampling`` (chroma subsampling ``"4:4:4"``, ``"4:2:0"``, ...; ``""`` for grey or
+        non-JPEG files), ``density`` (JFIF dots per unit, e.g. ``"72x72"``), ``exif`` (bool:
+        the file carries EXIF tags), ``exif_make`` (camera maker or ``""``), ``bytes``.
+    """
+    import hashlib
+
+    from PIL import Image
+
+    root = Path(root)
+    rels = [p.relative_to(root).as_posix() for p in list_images(root)] if ids is None else [str(i) for i in ids]
+    rows = []
+    for rel in rels:
+        path = root / rel
+        with Image.open(path) as img:
+            q = getattr(img, "quantization", None) or {}
+            digest = hashlib.sha256(repr(sorted((k, list(v)) for k, v in q.items())).encode()).hexdigest()[:8] if q else ""
+            layer = getattr(img, "layer", None)
+            sub = _SUBSAMPLING.get(tuple(layer[0][1:3]), "other") if layer and len(layer) == 3 else ""
+            dens = img.info.get("jfif_density")
+            exif = img.getexif()
+            rows.append({
+                "id": rel,
+                "label": Path(rel).parts[-2] if len(Path(rel).parts) > 1 else "",
+                "quant_table": digest,
+                "subsampling": sub,
+                "density": f"{dens[0]}x{dens[1]}" if dens else "",
+                "exif": len(exif) > 0,
+                "exif_make": str(exif.get(0x010F, "")).strip("\x00 "),
+                "bytes": path.stat().st_size,
+            })
+    return pd.DataFrame(rows, columns=["id", "label", "quant_table", "subsampling", "density", "exif", "exif_make", "bytes"])
+
+
+def pair_gallery(
+    pairs: pd.DataFrame,
+    root_a: str | os.PathLike,
+    root_b: str | os.PathLike | None = None,
+    *,
+    size: int = 160,
+    ncols: int = 8,
+    title: str | None = None,
+):
+    """Show pairs side by side: for each row, ``file_a`` then ``file_b``, titled with the id
+    (``split/class/name``) and the distance. Images are squashed to ``size``² for display.
+
+    Args:
+        pairs: rows of a pair table (``file_a, file_b, distance``) with ids as files
+            (:func:`hash_dataset`); pass the few rows to show (e.g. ``pairs.head(8)``).
+        root_a, root_b: data set folders the ids are relative to (``root_b=None``: ``root_a``).
+        size: display side in pixels. ncols: panels per row (even: pairs stay together).
+        title: overall title.
+
+    Returns:
+        The matplotlib Figure from :func:`skinlesion_utils.plots.image_grid` (2 panels per row
+        of ``pairs``).
+    """
+    from . import data, plots
+
+    if pairs.empty:
+        raise ValueError("pair_gallery: no pairs to show. Fix: pass at least one row of a pair table.")
+    if ncols % 2:
+        raise ValueError(f"pair_gallery: ncols={ncols} must be even so that the two images of a pair share a row.")
+    root_a = Path(root_a)
+    root_b = root_a if root_b is None else Path(root_b)
+    images, titles = [], []
+    for fa, fb, dist in zip(pairs["file_a"], pairs["file_b"], pairs["distance"]):
+        for root, f in ((root_a, fa), (root_b, fb)):
+            images.append(data.decode_image(root / f, size))
+            name = Path(str(f))
+            titles.append("/".join(name.parts[-3:-1] + (name.stem,)) + (f"\nd = {dist}" if f == fb else "\n"))
+    ncols = min(ncols, len(images))
+    nrows = -(-len(images) // ncols)
+    figsize = (1.6 * ncols, 2.0 * nrows + (0.4 if title else 0.0))  # room for two-line titles
+    return plots.image_grid(images, titles=titles, ncols=ncols, figsize=figsize, title=title)
+
+
+# ----------------------------------------------------------------------------- results files
+
+#: Set ``SKINLESION_RESULTS`` to write the chapters' results files somewhere else.
+ENV_RESULTS = "SKINLESION_RESULTS"
+#: The chapter that writes the audit's results files.
+AUDIT_CHAPTER = "01_dataset"
+#: The pair tables chapter 01 saves (``which`` -> file name in its results folder).
+PAIRS_FILES = {"train_test": "pairs_train_test.csv", "external": "pairs_external.csv"}
+
+
+def results_root() -> Path:
+    """Folder of the chapters' results files: ``$SKINLESION_RESULTS``; else ``results/`` of the
+    repository when the package runs from a checkout (``make``, CI); else ``./results``
+    (e.g. a pip-installed package on Colab)."""
+    env = os.environ.get(ENV_RESULTS)
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "_toc.yml").is_file() and (repo / "chapters").is_dir():
+        return repo / "results"
+    return Path.cwd() / "results"
+
+
+def results_dir(chapter: str, profile: str) -> Path:
+    """``<results_root()>/<profile>/<chapter>``, e.g. ``results/ci/01_dataset`` (not created).
+
+    Args:
+        chapter: chapter file stem, e.g. ``"01_dataset"``.
+        profile: profile name (``P.name``): ``"ci"`` or ``"full"``.
+    """
+    if not chapter or "/" in chapter or not profile or "/" in profile:
+        raise ValueError(f"results_dir({chapter!r}, {profile!r}): expected a chapter stem like '01_dataset' and a profile name like 'ci'.")
+    return results_root() / profile / chapter
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON via a temporary file + ``os.replace`` (see
+    :func:`write_csv_atomic`); numpy scalars are converted. Creates the parent folder."""
+    import json
+
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, (set, tuple)):
+            return list(o)
+        raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=1, default=default) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def read_audit_pairs(which: str, profile: str) -> pd.DataFrame:
+    """The near-duplicate pairs chapter 01 saved: ``which="train_test"`` (``file_a`` in
+    isic_balanced/train, ``file_b`` in its test split) or ``"external"`` (``file_a`` in
+    isic_balanced, ``file_b`` in the external set named in ``dataset_b``).
+
+    Chapter 08 uses ``set(read_audit_pairs("external", P.name).file_b)`` to leave out the
+    external images that are copies of the paper's own images.
+
+    Raises:
+        FileNotFoundError: chapter 01 has not been run under this profile (says how to run it).
+    """
+    if which not in PAIRS_FILES:
+        raise ValueError(f"which={which!r}: expected one of {list(PAIRS_FILES)}.")
+    path = results_dir(AUDIT_CHAPTER, profile) / PAIRS_FILES[which]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: chapter {AUDIT_CHAPTER} writes it. Fix: run chapters/{AUDIT_CHAPTER} "
+            f"under the same profile (SKINLESION_PROFILE={profile}) first."
+        )
+    return pd.read_csv(path, keep_default_na=False)
+
+
 # ----------------------------------------------------------------------------- command line
 
 
@@ -866,22 +1296,37 @@ __all__ = [
     "DEFAULT_METHOD",
     "DEFAULT_THRESHOLD",
     "HASH_METHODS",
+    "AUDIT_CHAPTER",
+    "COPY_TRANSFORMS",
+    "ENV_RESULTS",
     "GroupOverlap",
     "HashTable",
+    "PAIRS_FILES",
     "add_audit_parser",
+    "annotate_pairs",
     "audit_main",
     "balanced_sample",
     "clear_hash_cache",
     "compute_embeddings",
     "compute_hashes",
+    "copy_distances",
     "duplicate_clusters",
     "find_near_duplicates",
     "grouped_split",
     "hamming_distance_histogram",
+    "hash_dataset",
     "hash_pairs",
+    "jpeg_fingerprints",
     "list_images",
     "nearest_neighbour_distances",
+    "pair_gallery",
+    "pair_summary",
+    "paired_distances",
     "patient_overlap",
+    "read_audit_pairs",
+    "results_dir",
+    "results_root",
     "run_audit",
     "write_csv_atomic",
+    "write_json_atomic",
 ]

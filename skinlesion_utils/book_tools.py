@@ -86,6 +86,10 @@ def check_pair(py: Path, root: Path = ROOT) -> list[str]:
     unexecuted = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() and c.get("execution_count") is None]
     if unexecuted:
         problems.append(f"{nb_path.name}: code cells {unexecuted[:5]} have no stored outputs. Fix: make notebooks.")
+    draws = any(c.cell_type == "code" and "plt.show()" in c.source for c in nb.cells)
+    images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    if draws and not images:
+        problems.append(f"{nb_path.name}: draws figures but stores none (executed with a non-inline matplotlib backend?). Fix: make notebooks.")
     text = py.read_text()
     want_badge = colab_url(py.stem, root)
     for found in BADGE_RE.findall(text):
@@ -139,7 +143,9 @@ def execute(paths: list[Path], profile: str = "ci", timeout: int = 3600) -> None
     from nbclient import NotebookClient
 
     os.environ["SKINLESION_PROFILE"] = profile
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # The kernel must use Jupyter's inline backend so that figures are stored in the notebook
+    # (a non-interactive MPLBACKEND such as Agg, e.g. inherited from a test run, would drop them).
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     for py in paths:
         py = Path(py)
         nb = jupytext.read(py, fmt="py:percent")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -304,3 +305,163 @@ def test_errors_say_what_to_do(tmp_path):
     table = _random_table(5, 0, "x")
     with pytest.raises(ValueError, match="outside 0..128"):
         audit.hash_pairs(table, None, 200)
+
+
+# ----------------------------------------------------------------- chapter 01 helpers
+
+
+@needs_images
+def test_hash_dataset_names_images_by_id_like_the_tensor_store():
+    from skinlesion_utils import data
+
+    spec = data.get_spec("isic_balanced")
+    want = sorted(r for r in spec.manifest_entries() if r.startswith("test/"))
+    table = audit.hash_dataset("isic_balanced", "test", progress=False)
+    assert list(table.files) == want and table.bits.shape == (660, 3, 16)
+    # same bits as hashing the files by path
+    picks = [0, 17, 359, 659]
+    by_path = audit.compute_hashes([BAL / want[i] for i in picks], progress=False)
+    assert np.array_equal(by_path.bits, table.bits[picks])
+    # pairs come out as ids, ready to be saved without absolute paths (the test split holds
+    # several photographs of one lesion, so there are pairs within it)
+    pairs = audit.hash_pairs(table)
+    assert len(pairs) > 0
+    assert pairs.file_a.isin(want).all() and pairs.file_b.isin(want).all()
+    with pytest.raises(audit.DataError, match="no split 'val'"):
+        audit.hash_dataset("isic_balanced", "val")
+    with pytest.raises(audit.DataError, match="tables, not images"):
+        audit.hash_dataset("isic2020_metadata")
+
+
+def test_paired_distances_match_brute_force():
+    a = _random_table(40, 5, "a")
+    b = _random_table(40, 6, "b", near_of=a.unpacked())
+    want = np.diag(_brute_force(a.unpacked(), b.unpacked()))
+    got = audit.paired_distances(a, b)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+    assert (got[:20] < 40).all() and (got[20:] > 30).all()  # planted relatives vs random rows
+    with pytest.raises(ValueError, match="equal length"):
+        audit.paired_distances(a, _random_table(3, 0, "c"))
+
+
+@needs_images
+def test_copy_distances_of_real_images_stay_under_the_threshold():
+    files = _distinct_real_images()[::5]  # 6 real lesions, both classes
+    cache_before = len(audit._HASH_CACHE)
+    tmp_before = set(Path(tempfile.gettempdir()).glob("skinlesion-copies-*"))
+    d = audit.copy_distances(files)
+    assert list(d.columns) == ["file", "edit", "distance"]
+    assert len(d) == len(files) * len(audit.COPY_TRANSFORMS)
+    assert list(d.edit[: len(audit.COPY_TRANSFORMS)]) == list(audit.COPY_TRANSFORMS)
+    assert (d.distance <= audit.DEFAULT_THRESHOLD).all(), d
+    # the originals' hashes stay cached, the temporary copies' do not; no folder is left
+    assert len(audit._HASH_CACHE) - cache_before <= len(files)
+    assert set(Path(tempfile.gettempdir()).glob("skinlesion-copies-*")) == tmp_before
+    # an edited copy compared with a *different* lesion is far away
+    only = audit.copy_distances(files, ["half size"])
+    assert len(only) == len(files)
+    originals = audit.compute_hashes(files, progress=False)
+    shifted = audit.HashTable(originals.files[1:] + originals.files[:1], np.roll(originals.bits, -1, axis=0), originals.method, originals.crops)
+    assert (audit.paired_distances(originals, shifted) > 2 * audit.DEFAULT_THRESHOLD).all()
+    with pytest.raises(ValueError, match="Unknown transform"):
+        audit.copy_distances(files, ["rotate"])
+
+
+def test_annotate_pairs_and_summary_count_what_leaks():
+    pairs = pd.DataFrame({
+        "file_a": ["train/malignant/1.jpg", "train/malignant/2.jpg", "test/benign/3.jpg", "train/benign/4.jpg"],
+        "file_b": ["malignant/ISIC_1.jpg", "malignant/ISIC_1.jpg", "benign/ISIC_2.jpg", "malignant/ISIC_3.jpg"],
+        "distance": [0, 3, 0, 8],
+        "method": "phash+dhash",
+    })
+    ann = audit.annotate_pairs(pairs, "isic_balanced", "ext")
+    assert list(ann.columns) == ["dataset_a", "file_a", "split_a", "label_a", "dataset_b", "file_b", "split_b", "label_b", "distance", "method"]
+    assert ann.split_a.tolist() == ["train", "train", "test", "train"] and set(ann.split_b) == {""}
+    assert ann.label_b.tolist() == ["malignant", "malignant", "benign", "malignant"]
+    assert set(ann.dataset_a) == {"isic_balanced"} and set(ann.dataset_b) == {"ext"}
+    s = audit.pair_summary(ann, n_a=10, n_b=4)
+    assert s == {
+        "pairs": 4, "exact_pairs": 2, "a_images": 10, "b_images": 4, "a_with_copy": 4, "b_with_copy": 3,
+        "b_fraction_with_copy": 0.75, "label_disagreements": 1, "b_with_copy_by_split_a": {"test": 1, "train": 2},
+    }
+    within = audit.annotate_pairs(pairs.assign(file_b=["test/malignant/9.jpg"] * 4), "isic_balanced")
+    assert set(within.dataset_b) == {"isic_balanced"} and set(within.split_b) == {"test"}
+    empty = audit.annotate_pairs(pairs.iloc[:0], "a", "b")
+    assert audit.pair_summary(empty, 5, 0)["pairs"] == 0
+
+
+def test_results_files_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv(audit.ENV_RESULTS, str(tmp_path / "res"))
+    out = audit.results_dir("01_dataset", "ci")
+    assert out == tmp_path / "res" / "ci" / "01_dataset" and not out.exists()
+    with pytest.raises(FileNotFoundError, match="SKINLESION_PROFILE=ci"):
+        audit.read_audit_pairs("external", "ci")
+    pairs = audit.annotate_pairs(
+        pd.DataFrame({"file_a": ["train/benign/1.jpg"], "file_b": ["benign/ISIC_1.jpg"], "distance": [2], "method": ["phash+dhash"]}),
+        "isic_balanced", "isic2019_external_sample",
+    )
+    audit.write_csv_atomic(pairs, out / audit.PAIRS_FILES["external"])
+    back = audit.read_audit_pairs("external", "ci")
+    assert back.equals(pairs)  # split_b "" survives the round trip (not NaN)
+    path = audit.write_json_atomic({"n": np.int64(3), "f": np.float32(0.5), "s": (1, 2)}, out / "summary.json")
+    import json
+
+    assert json.loads(path.read_text()) == {"n": 3, "f": 0.5, "s": [1, 2]}
+    assert sorted(p.name for p in out.iterdir()) == ["pairs_external.csv", "summary.json"]
+    with pytest.raises(ValueError, match="expected one of"):
+        audit.read_audit_pairs("within", "ci")
+    with pytest.raises(ValueError, match="chapter stem"):
+        audit.results_dir("01_dataset/x", "ci")
+    monkeypatch.delenv(audit.ENV_RESULTS)
+    repo = Path(audit.__file__).resolve().parents[1]
+    assert audit.results_dir("01_dataset", "ci") == repo / "results" / "ci" / "01_dataset"  # a checkout
+
+
+@needs_images
+def test_pair_gallery_shows_each_pair_side_by_side():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = pd.DataFrame({
+        "file_a": ["train/benign/3.jpg", "train/malignant/2.jpg"],
+        "file_b": ["test/benign/1.jpg", "test/malignant/1.jpg"],
+        "distance": [3, 7],
+    })
+    fig = audit.pair_gallery(pairs, BAL, size=32, ncols=4, title="two pairs")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 4
+    assert titles[0].startswith("train/benign/3") and titles[1] == "test/benign/1\nd = 3"
+    assert titles[3] == "test/malignant/1\nd = 7"
+    assert fig.axes[0].images[0].get_array().shape == (32, 32, 3)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="must be even"):
+        audit.pair_gallery(pairs, BAL, ncols=3)
+    with pytest.raises(ValueError, match="no pairs"):
+        audit.pair_gallery(pairs.iloc[:0], BAL)
+
+
+def test_jpeg_fingerprints_tell_encoders_apart(tmp_path):
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    for cls in ("benign", "malignant"):
+        (tmp_path / cls).mkdir()
+    img.save(tmp_path / "benign" / "a.jpg", quality=90, subsampling=0, dpi=(72, 72))
+    img.save(tmp_path / "benign" / "b.jpg", quality=90, subsampling=0, dpi=(72, 72))
+    exif = Image.Exif()
+    exif[0x010F] = "NIKON CORPORATION"
+    img.save(tmp_path / "malignant" / "c.jpg", quality=75, subsampling=2, dpi=(300, 300), exif=exif)
+    img.save(tmp_path / "malignant" / "d.png")
+    fp = audit.jpeg_fingerprints(tmp_path).set_index("id")
+    assert list(fp.index) == ["benign/a.jpg", "benign/b.jpg", "malignant/c.jpg", "malignant/d.png"]
+    assert fp.label.tolist() == ["benign", "benign", "malignant", "malignant"]
+    assert fp.loc["benign/a.jpg", "quant_table"] == fp.loc["benign/b.jpg", "quant_table"] != fp.loc["malignant/c.jpg", "quant_table"]
+    assert fp.subsampling.tolist() == ["4:4:4", "4:4:4", "4:2:0", ""]
+    assert fp.loc["benign/a.jpg", "density"] == "72x72" and fp.loc["malignant/c.jpg", "density"] == "300x300"
+    assert fp.exif.tolist() == [False, False, True, False]
+    assert fp.loc["malignant/c.jpg", "exif_make"] == "NIKON CORPORATION"
+    assert fp.loc["malignant/d.png", "quant_table"] == ""
+    assert (fp.bytes > 0).all()
+    only = audit.jpeg_fingerprints(tmp_path, ["malignant/c.jpg"])
+    assert only.id.tolist() == ["malignant/c.jpg"]
