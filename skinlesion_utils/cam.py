@@ -40,7 +40,6 @@ import copy
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -204,6 +203,11 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    p = next(model.parameters(), None)
+    return p.dtype if p is not None and p.is_floating_point() else torch.float32
+
+
 @torch.no_grad()
 def cam_map_size(model: nn.Module, image_size: int, target_layer: nn.Module | None = None) -> tuple[int, int]:
     """Spatial size ``(h, w)`` of the target layer's output for a ``[1, 3, S, S]`` input.
@@ -227,11 +231,10 @@ def cam_map_size(model: nn.Module, image_size: int, target_layer: nn.Module | No
 
 
 # --------------------------------------------------------------------------- CAMs
-def _as_input(images) -> torch.Tensor:
-    """uint8 [N,3,H,W] → ImageNet-normalised float32; float → taken as already normalised."""
-    from .train import normalise
-
-    x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
+def _as_images(images) -> torch.Tensor:
+    """Check ``images`` and return them as a tensor: uint8 [N,3,H,W] as they are (normalised
+    batch by batch, see :func:`_model_input`), float [N,3,H,W] taken as already normalised."""
+    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
     if x.ndim == 3:
         x = x.unsqueeze(0)
     if x.ndim != 4 or x.shape[1] != 3:
@@ -240,7 +243,7 @@ def _as_input(images) -> torch.Tensor:
             f"{tuple(x.shape)}. Fix: for H×W×3 arrays use np.transpose(a, (0, 3, 1, 2))."
         )
     if x.dtype == torch.uint8:
-        return normalise(x)
+        return x
     if not x.is_floating_point():
         raise ValueError(f"images must be uint8 or float; found {x.dtype}.")
     lo, hi = float(x.min()), float(x.max())
@@ -251,7 +254,16 @@ def _as_input(images) -> torch.Tensor:
             "Fix: pass the uint8 images (ImageTensorStore.images) or "
             "skinlesion_utils.train.normalise(x) of 0..255 floats."
         )
-    return x.float()
+    return x
+
+
+def _model_input(batch: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """One batch of :func:`_as_images` → the model's input on ``device`` (uint8 → normalised
+    with :func:`skinlesion_utils.train.normalise`)."""
+    from .train import normalise
+
+    batch = batch.to(device)
+    return (normalise(batch) if batch.dtype == torch.uint8 else batch).to(dtype)
 
 
 def _targets_for(targets, n: int, softmax: bool = False) -> list | None:
@@ -326,22 +338,25 @@ def compute_cams(
         raise ValueError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    x_all = _as_input(images)
+    x_all = _as_images(images)
     n = x_all.shape[0]
     layer = target_layer if target_layer is not None else cam_target_layer(model)
     _module_name(model, layer)  # fails early, with a clear message, for a foreign layer
     tgts = _targets_for(targets, n)
-    dev = _model_device(model)
+    dev, dtype = _model_device(model), _model_dtype(model)
     cams, logits = [], []
     with _explaining(model):
         with methods[key](model=model, target_layers=[layer]) as cam:
             for start in range(0, n, batch_size):
-                xb = x_all[start:start + batch_size].to(dev).requires_grad_(True)
+                xb = _model_input(x_all[start:start + batch_size], dev, dtype).requires_grad_(True)
                 tb = None if tgts is None else tgts[start:start + batch_size]
                 try:
                     out = cam(input_tensor=xb, targets=tb)
                 except IndexError as exc:  # the library's __exit__ swallows IndexError: re-raise
-                    raise RuntimeError(f"pytorch-grad-cam failed: IndexError: {exc}") from exc
+                    raise RuntimeError(
+                        f"pytorch-grad-cam failed: IndexError: {exc}. Is a target class outside the "
+                        "model's outputs (0 = benign, 1 = malignant)?"
+                    ) from exc
                 cams.append(np.asarray(out, dtype=np.float32))
                 logits.append(cam.outputs.detach().float().cpu().numpy())
                 cam.outputs = None  # frees the batch's graph (the library keeps it otherwise)
@@ -358,8 +373,9 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
     ``a, b: float [H, W]``. Gaussian window σ = 1.5 (truncated at 3.5 σ, 11 × 11), K1 = 0.01,
     K2 = 0.03, population covariances, borders of 5 px left out of the mean: the settings of
     ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=...)``, which Adebayo et al. (2018) used, written
-    with ``scipy.ndimage`` so that scikit-image is not needed. 1 = identical maps.
+    use_sample_covariance=False, data_range=...)`` (the values agree to 1e-6; checked while
+    writing this), computed with ``scipy.ndimage`` so that scikit-image is not needed. Adebayo
+    et al. (2018) report SSIM next to rank correlations. 1 = identical maps.
     """
     from scipy.ndimage import gaussian_filter
 
@@ -501,7 +517,8 @@ def randomisation_check(
     work = copy.deepcopy(inner)
     record(0, "none", maps_of(work))
     pristine = copy.deepcopy(inner.state_dict()) if mode == "independent" else None
-    with torch.random.fork_rng(devices=[]):
+    dev = _model_device(work)
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         for step, b in enumerate(blocks, start=1):
             if pristine is not None:
@@ -540,7 +557,9 @@ def faithfulness(
       image is multiplied by its map; near 0 = the map alone keeps the evidence.
 
     The original probability is computed once and each perturbed batch once (the library's
-    averaging classes would recompute the original for every threshold).
+    averaging classes would recompute the original for every threshold). Cost: ROAD solves a
+    sparse linear system per image and level on the CPU, ≈ 0.1 s per image and level at 64 px
+    and ≈ 0.8 s at 128 px (measured on one busy core) – score tens of images, not thousands.
 
     Args:
         model: classifier (ImageNet-normalised input → logits).
@@ -559,7 +578,7 @@ def faithfulness(
     from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
     from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
 
-    x_all = _as_input(images)
+    x_all = _as_images(images)
     cams = np.asarray(_np(cams), dtype=np.float32)
     n = x_all.shape[0]
     if cams.shape != (n,) + tuple(x_all.shape[2:]):
@@ -577,12 +596,12 @@ def faithfulness(
     metrics = {f"morf_{r}": ROADMostRelevantFirst(percentile=100 - r) for r in removal}
     metrics |= {f"lerf_{r}": ROADLeastRelevantFirst(percentile=100 - r) for r in removal}
     metrics["confidence_change"] = CamMultImageConfidenceChange()
-    dev = _model_device(model)
+    dev, dtype = _model_device(model), _model_dtype(model)
     rows: list[dict] = []
     with _explaining(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
-            xb = x_all[start:start + batch_size].to(dev)
+            xb = _model_input(x_all[start:start + batch_size], dev, dtype)
             cb = cams[start:start + batch_size]
             probs = torch.softmax(model(xb).float(), dim=1).cpu().numpy()
             if targets is None:
@@ -811,12 +830,17 @@ def approximate_lesion_mask(image) -> np.ndarray:
     4. Opening then closing with a disk of ~2 % of the side removes hairs and specks and
        bridges small gaps.
     5. Of the connected components the one with the largest centre-weighted area (Gaussian
-       weight, σ = 20 % of the side, around the image centre) is kept; its holes are filled.
+       weight, σ = 20 % of the side, around the image centre), discounted by
+       ``exp(−8 · share of the image frame it touches)``, is kept (a lesion that fills the frame
+       is still kept when it is the only candidate; skin shading along an edge loses to a
+       central lesion); its holes are filled.
 
-    It is good on typical dermoscopy images (one lesion, darker than the skin, roughly
-    central) and fails on lesions barely darker than the skin, on tiny lesions on textured
-    skin (Otsu then splits the skin's own shading), and on clinical (non-dermoscopic) photos.
-    An empty mask is returned if nothing is darker than the skin.
+    Checked by eye on 40 images of ``isic_balanced`` (at 64, 128 and 224 px) and 24 of the
+    external sample: it outlines typical dermoscopy lesions (one lesion, darker than the skin,
+    roughly central, with or without the dark ring of the dermatoscope) well; it fails on
+    lesions barely darker than the skin (it then follows skin shading), cuts off blue-grey or
+    pale parts of a lesion, merges satellite spots, and is meaningless on clinical
+    (non-dermoscopic) photos. An empty mask is returned if nothing is darker than the skin.
     """
     import cv2
     from scipy import ndimage as ndi
@@ -855,7 +879,11 @@ def approximate_lesion_mask(image) -> np.ndarray:
         return mask
     yy, xx = np.mgrid[:h, :w]
     weight = np.exp(-(((yy - (h - 1) / 2) / h) ** 2 + ((xx - (w - 1) / 2) / w) ** 2) / (2 * 0.2**2))
-    scores = ndi.sum(weight, lab, index=np.arange(1, n + 1))
+    index = np.arange(1, n + 1)
+    frame = np.zeros((h, w), dtype=bool)
+    frame[0] = frame[-1] = frame[:, 0] = frame[:, -1] = True
+    touch = ndi.sum(frame, lab, index=index) / frame.sum()  # share of the image frame it covers
+    scores = ndi.sum(weight, lab, index=index) * np.exp(-8.0 * touch)
     return ndi.binary_fill_holes(lab == 1 + int(np.argmax(scores)))
 
 
@@ -891,6 +919,8 @@ def _json_clean(x):
         return {str(k): _json_clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_json_clean(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (float, np.floating)):
@@ -1009,7 +1039,7 @@ def add_cam_score_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--layer", default=None, help="dotted target layer name (default: per architecture)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=None, help="score only the first N images")
-    p.add_argument("--faithfulness", action="store_true", help="add ROAD and confidence change (slower)")
+    p.add_argument("--faithfulness", action="store_true", help="add ROAD and confidence change (slow: seconds per image at 128 px)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run_cam_score)
