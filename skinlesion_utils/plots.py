@@ -1,7 +1,8 @@
 """Every figure the chapters show (matplotlib only).
 
 Owns the book's figures: image grids (chapter 00), confusion matrices, ROC / PR curves and
-reliability diagrams (chapter 05), training curves (chapter 04), accuracy-versus-FLOPs scatter
+reliability diagrams (chapter 05), block diagrams of the fusion and histograms of its weights
+(chapter 03), training curves (chapter 04), accuracy-versus-FLOPs scatter
 (chapter 02/06), per-seed points with mean ± sd (chapter 06's ablation) and the Grad-CAM
 overlay (chapter 07).
 
@@ -33,6 +34,9 @@ __all__ = [
     "plot_scatter_accuracy_flops",
     "plot_points_mean_sd",
     "overlay_cam",
+    "plot_block_diagram",
+    "plot_fusion_walkthrough",
+    "plot_fusion_weights",
 ]
 
 
@@ -582,3 +586,222 @@ def overlay_cam(image, cam, alpha: float = 0.5) -> np.ndarray:
     out = show_cam_on_image(img.astype(np.float32) / 255.0, m, use_rgb=True,
                             image_weight=1.0 - alpha)
     return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- chapter 03
+def plot_block_diagram(boxes, edges, ax=None, title: str | None = None, dx: float = 3.2,
+                       dy: float = 1.0, box_width: float = 2.6, box_height: float = 0.72,
+                       fontsize: float = 8):
+    """A block diagram on a grid: boxes with text, arrows between them.
+
+    Args:
+        boxes: sequence of mappings with ``key``, ``text`` (may hold ``\\n``), ``col`` and
+            ``row`` (grid position; fractions allowed; rows grow downwards) and optionally
+            ``colour``.
+        edges: sequence of ``(src_key, dst_key)`` or ``(src_key, dst_key, label)``. Boxes in
+            the same column or row are joined by a straight arrow; otherwise the arrow leaves
+            the source downwards and turns once, entering the target from the side.
+        dx, dy: grid spacing in data units; box_width, box_height: box size in data units.
+        ax, title, fontsize: drawing options.
+
+    Returns:
+        The Figure (one patch per box, one arrow annotation per edge).
+
+    Raises:
+        KeyError: an edge names a box that does not exist.
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    boxes = [dict(b) for b in boxes]
+    pos = {b["key"]: (b["col"] * dx, -b["row"] * dy) for b in boxes}
+    if ax is None:
+        cols = [b["col"] for b in boxes]
+        rows = [b["row"] for b in boxes]
+        w = (max(cols) - min(cols)) * dx + box_width + 0.6
+        h = (max(rows) - min(rows)) * dy + box_height + 0.6
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.75 * w), max(2.0, 0.62 * h)))
+        ax.set_position([0.01, 0.01, 0.98, 0.93 if title else 0.98])
+    else:
+        fig = ax.figure
+    hw, hh = box_width / 2, box_height / 2
+    for b in boxes:
+        x, y = pos[b["key"]]
+        ax.add_patch(FancyBboxPatch((x - hw, y - hh), box_width, box_height,
+                                    boxstyle="round,pad=0.02,rounding_size=0.12",
+                                    facecolor=b.get("colour", "#eeeeee"), edgecolor="0.3", lw=0.8, zorder=2))
+        ax.text(x, y, b["text"], ha="center", va="center", fontsize=fontsize, zorder=3)
+    arrow = dict(arrowstyle="-|>", color="0.25", lw=0.9, shrinkA=0, shrinkB=0)
+    for edge in edges:
+        src, dst, label = (*edge, None)[:3]
+        for k in (src, dst):
+            if k not in pos:
+                raise KeyError(f"plot_block_diagram: edge {src!r} → {dst!r} names box {k!r}, which is not "
+                               f"among the boxes {sorted(pos)}.")
+        (x0, y0), (x1, y1) = pos[src], pos[dst]
+        if abs(x0 - x1) < 1e-9:  # same column: straight down (or up)
+            start = (x0, y0 - hh if y1 < y0 else y0 + hh)
+            corner, end = start, (x1, y1 + hh if y1 < y0 else y1 - hh)
+        elif abs(y0 - y1) < 1e-9:  # same row: straight across
+            start = (x0 + hw if x1 > x0 else x0 - hw, y0)
+            corner, end = start, (x1 - hw if x1 > x0 else x1 + hw, y1)
+        else:  # leave downwards, turn once, enter from the side
+            start, corner = (x0, y0 - hh), (x0, y1)
+            end = (x1 - hw if x1 > x0 else x1 + hw, y1)
+        if corner != start:
+            ax.plot([start[0], corner[0]], [start[1], corner[1]], color="0.25", lw=0.9, zorder=1)
+        ax.annotate("", xy=end, xytext=corner, arrowprops=arrow, zorder=1)
+        if label:
+            mx, my = (corner[0] + end[0]) / 2, (corner[1] + end[1]) / 2
+            ax.text(mx, my + 0.08 * dy, label, ha="center", va="bottom", fontsize=fontsize, color="0.15",
+                    bbox=dict(facecolor="white", edgecolor="none", pad=0.5), zorder=3)
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    ax.set_xlim(min(xs) - hw - 0.3, max(xs) + hw + 0.3)
+    ax.set_ylim(min(ys) - hh - 0.3, max(ys) + hh + 0.3)
+    ax.set_aspect("auto")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+_WALK_COLOURS = {"backbone": "#eeeeee", "F1": "#dbe9f6", "F2": "#fde3c8", "weights": "#d9f0d3", "fused": "#e8daef"}
+
+
+def plot_fusion_walkthrough(walk, ax=None, title: str | None = None):
+    """Chapter 03's figure: the shapes of an ASFF-ResNet50 forward pass as a block diagram.
+
+    Args:
+        walk: the DataFrame of :func:`skinlesion_utils.models.fusion_walkthrough` (columns
+            ``step``, ``dims``, ``shape_text``), for ``asff_text``, ``asff_code`` or
+            ``asff_spatial``. Every number on the figure comes from it.
+        ax, title: drawing options.
+
+    Layout: the backbone on top, layer3 (F1, blue) on the left, layer4 and its alignment
+    (F2, orange) on the right, the weight branch (green) in the middle, then the fused map
+    (purple) and the head. The arrows into the fused map carry the weight symbols (ω / w / α).
+
+    Returns:
+        The Figure.
+    """
+    import pandas as pd
+
+    walk = pd.DataFrame(walk)
+    missing = [c for c in ("step", "dims", "shape_text") if c not in walk.columns]
+    if missing:
+        raise KeyError(f"plot_fusion_walkthrough: columns {missing} missing; pass the DataFrame of "
+                       "models.fusion_walkthrough(model, x).")
+    rows = {r.step: r for r in walk.itertuples(index=False)}
+    spatial = "compress_low" in rows
+    w_shape = tuple(rows["softmax"].dims)
+    if spatial:
+        a, b = "α", "β"
+    elif w_shape == (2,):
+        a, b = "ω", "1 − ω"
+    else:
+        a, b = "w", "1 − w"
+    align = [s for s in walk.step if s in ("upsample", "project")]
+    short = {"upsample": "resize (upsample)", "project": "1×1 conv"}
+    boxes = [
+        ("input", "input", 1, 0, "backbone"),
+        ("layer2", "conv1 … layer2", 1, 1, "backbone"),
+        ("layer3", "layer3 = F1", 0, 2, "F1"),
+        ("layer4", "layer4", 2, 3, "F2"),
+        (align[0], short[align[0]], 2, 4, "F2"),
+        (align[1], short[align[1]] + " = F2", 2, 5, "F2"),
+    ]
+    if spatial:
+        boxes += [
+            ("compress_low", "1×1 conv+BN+LReLU", 0.55, 6, "weights"),
+            ("compress_high", "1×1 conv+BN+LReLU", 1.45, 6, "weights"),
+            ("concat", "concat", 1, 7, "weights"),
+            ("logits_conv", "1×1 conv", 1, 8, "weights"),
+            ("softmax", f"softmax over levels: {a}, {b}", 1, 9, "weights"),
+        ]
+        weight_edges = [("layer3", "compress_low"), (align[1], "compress_high"),
+                        ("compress_low", "concat"), ("compress_high", "concat"),
+                        ("concat", "logits_conv"), ("logits_conv", "softmax")]
+    else:
+        over = "levels" if w_shape == (2,) else "channels"
+        boxes += [
+            ("concat", "concat [F1, F2]", 1, 6, "weights"),
+            ("gap", "global average pool", 1, 7, "weights"),
+            ("fc1", "FC + ReLU", 1, 8, "weights"),
+            ("fc2", "FC", 1, 9, "weights"),
+            ("softmax", f"softmax over {over}: {a}", 1, 10, "weights"),
+        ]
+        weight_edges = [("layer3", "concat"), (align[1], "concat"), ("concat", "gap"),
+                        ("gap", "fc1"), ("fc1", "fc2"), ("fc2", "softmax")]
+    r_fused = max(row for *_, row, _ in boxes) + 1
+    fused_text = f"fused = F1·{a} + F2·{b if spatial else '(' + b + ')'}"
+    head_ops = {"head_gap": "GAP", "head_fc1": "FC+ReLU", "logits": "FC"}
+    present = [s for s in head_ops if s in rows]
+    head_text = ("head: " + " → ".join(head_ops[s] for s in present) + "\n"
+                 + " → ".join(rows[s].shape_text for s in present))
+    boxes += [("fused", fused_text, 1, r_fused, "fused"), ("head", head_text, 1, r_fused + 1, "backbone")]
+    spec = []
+    for key, label, col, row, colour in boxes:
+        text = label if key == "head" else f"{label}\n{rows[key].shape_text}"
+        spec.append({"key": key, "text": text, "col": col, "row": row, "colour": _WALK_COLOURS[colour]})
+    edges = [("input", "layer2"), ("layer2", "layer3"), ("layer3", "layer4"), ("layer4", align[0]),
+             (align[0], align[1]), *weight_edges,
+             ("layer3", "fused", f"× {a}"), (align[1], "fused", f"× {b}" if spatial else f"× ({b})"),
+             ("softmax", "fused"), ("fused", "head")]
+    return plot_block_diagram(spec, edges, ax=ax, title=title)
+
+
+def plot_fusion_weights(samples, ax=None, title: str | None = None, bins: int = 40):
+    """Histograms of the fusion weight given to layer3, one panel per variant, one colour per mode.
+
+    Args:
+        samples: long DataFrame with columns ``variant``, ``mode``, ``value`` (weights in
+            [0, 1]) and ``uniform`` (the weight of equal logits, drawn as a dashed line), e.g.
+            :func:`skinlesion_utils.models.fusion_init_state`'s first result with a ``variant``
+            column added. Variants whose positive values span more than two decades get a
+            log-scaled x axis.
+        ax: a sequence of Axes, one per variant (default: a new 1 × n figure).
+        title, bins: drawing options.
+
+    Returns:
+        The Figure.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(samples)
+    missing = [c for c in ("variant", "mode", "value", "uniform") if c not in df.columns]
+    if missing:
+        raise KeyError(f"plot_fusion_weights: columns {missing} missing; found {list(df.columns)}.")
+    variants = list(dict.fromkeys(df["variant"]))
+    if ax is None:
+        fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.0), squeeze=False)
+        axes = list(axes[0])
+    else:
+        axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
+        if len(axes) != len(variants):
+            raise ValueError(f"plot_fusion_weights: {len(variants)} variants need {len(variants)} axes, got {len(axes)}.")
+        fig = axes[0].figure
+    for axis, variant in zip(axes, variants):
+        part = df[df["variant"] == variant]
+        v = part["value"].to_numpy(float)
+        pos = v[v > 0]
+        logx = pos.size > 0 and pos.max() / pos.min() > 100
+        # weights live in [0, 1]: a linear axis shows all of it, a log axis ends at 1
+        edges = (np.geomspace(min(pos.min(), part["uniform"].min()), 1.0, bins + 1) if logx
+                 else np.linspace(0.0, 1.0, bins + 1))
+        for i, (mode, g) in enumerate(part.groupby("mode", sort=False)):
+            vals = g["value"].to_numpy(float)
+            vals = vals[vals > 0] if logx else vals
+            axis.hist(vals, bins=edges, alpha=0.55, color=f"C{i}", label=f"{mode} (n={len(g)})")
+        for u in part["uniform"].unique():
+            axis.axvline(u, color="k", ls="--", lw=1, label=f"equal logits: {u:.3g}")
+        if logx:
+            axis.set_xscale("log")
+        axis.set_title(str(variant), fontsize=10)
+        axis.set_xlabel("weight on layer3")
+        axis.set_ylabel("count")
+        axis.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    if ax is None:
+        fig.tight_layout()
+    return fig

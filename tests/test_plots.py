@@ -264,3 +264,56 @@ def test_overlay_cam_on_real_image(real_images):
     assert small.shape == img.shape
     with pytest.raises(ValueError, match="normalise"):
         P.overlay_cam(img, cam * 3)
+
+
+# --------------------------------------------------------------------------- chapter 03
+def test_plot_block_diagram_boxes_arrows_and_errors():
+    from matplotlib.patches import FancyBboxPatch
+
+    boxes = [{"key": "a", "text": "A\n1×2", "col": 0, "row": 0}, {"key": "b", "text": "B", "col": 0, "row": 1},
+             {"key": "c", "text": "C", "col": 1, "row": 2, "colour": "#ff0000"}]
+    fig = P.plot_block_diagram(boxes, [("a", "b"), ("b", "c", "× ω"), ("a", "c")], title="t")
+    ax = fig.axes[0]
+    assert sum(isinstance(p, FancyBboxPatch) for p in ax.patches) == 3
+    texts = [t.get_text() for t in ax.texts]
+    assert {"A\n1×2", "B", "C", "× ω"} <= set(texts)
+    assert len([t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]) == 3  # one arrow per edge
+    with pytest.raises(KeyError, match="'z'"):
+        P.plot_block_diagram(boxes, [("a", "z")])
+
+
+@pytest.mark.parametrize("fusion", ["asff_text", "asff_code", "asff_spatial"])
+def test_plot_fusion_walkthrough_shows_every_recorded_shape(fusion):
+    from skinlesion_utils import models as M
+
+    model = M.build_model("asff_resnet50", fusion=fusion, seed=0)
+    walk = M.fusion_walkthrough(model, torch.randn(1, 3, 64, 64))
+    fig = P.plot_fusion_walkthrough(walk)
+    text = "\n".join(t.get_text() for t in fig.axes[0].texts)
+    shown = [s for s in walk.step if s not in ("stem", "head_gap", "head_fc1", "logits")]
+    for step in shown:
+        assert walk.loc[walk.step == step, "shape_text"].item() in text, step
+    assert "head: GAP → FC+ReLU → FC\n1024 → 2048 → 2" in text
+    symbol = {"asff_text": "× ω", "asff_code": "× w", "asff_spatial": "× α"}[fusion]
+    assert symbol in text
+    with pytest.raises(KeyError, match="fusion_walkthrough"):
+        P.plot_fusion_walkthrough(walk.drop(columns="dims"))
+
+
+def test_plot_fusion_weights_panels_and_log_axis():
+    rng = np.random.default_rng(0)
+    code = rng.dirichlet(np.ones(64), size=4).ravel()  # rows sum to 1 over 64 "channels"
+    df = pd.concat([
+        pd.DataFrame({"variant": "text", "mode": "train", "value": rng.uniform(0.4, 0.6, 16), "uniform": 0.5}),
+        pd.DataFrame({"variant": "code", "mode": "train", "value": code, "uniform": 1 / 64}),
+        pd.DataFrame({"variant": "code", "mode": "eval", "value": rng.dirichlet(np.full(64, 0.05), 4).ravel(), "uniform": 1 / 64}),
+    ])
+    fig = P.plot_fusion_weights(df)
+    assert [a.get_title() for a in fig.axes] == ["text", "code"]
+    assert fig.axes[0].get_xscale() == "linear" and fig.axes[1].get_xscale() == "log"
+    labels = fig.axes[1].get_legend_handles_labels()[1]
+    assert "train (n=256)" in labels and "eval (n=256)" in labels and "equal logits: 0.0156" in labels
+    with pytest.raises(ValueError, match="2 axes"):
+        P.plot_fusion_weights(df, ax=[fig.axes[0]])
+    with pytest.raises(KeyError, match="uniform"):
+        P.plot_fusion_weights(df.drop(columns="uniform"))
