@@ -734,3 +734,102 @@ def mean_sd_table(df: pd.DataFrame, group: str | Sequence[str], value: str | Seq
         out[v] = [f"{m:.{decimals}f} ± {s:.{decimals}f}"
                   for m, s in zip(out[f"{v}_mean"], out[f"{v}_sd"])]
     return out
+
+
+# =========================================================================== chapter 05 additions
+# Appended for chapter 05 (evaluation): the table of the paper's accuracies that can or cannot
+# be k/n, and the triage operating point chosen on validation versus on the test set.
+def achievability_table(printed: "Mapping[str, str | float]", n: int) -> pd.DataFrame:
+    """Which printed percentages are ``100 k / n`` for an integer ``k``, and their neighbours.
+
+    Args:
+        printed: ``{subject: value as printed, in percent}``; strings keep trailing zeros
+            (``"93.10"`` is checked at 2 decimals), e.g. ``{"headline": "93.182"}``.
+        n: the denominator (e.g. 660 test images).
+
+    Returns:
+        DataFrame indexed by subject with ``printed`` (str), ``n``, ``decimals``, ``verdict``
+        (``"consistent"`` when some ``k / n`` rounds to the printed value at its precision, else
+        ``"inconsistent"``), ``k`` (the fitting counts, e.g. ``"615"``, empty when none),
+        ``k_below``/``pct_below`` and ``k_above``/``pct_above`` (for an inconsistent value the
+        neighbours: largest ``k`` with ``100 k / n <= value`` and smallest with ``>= value``; for
+        a consistent one the smallest and largest fitting ``k``; with their exact percent) and
+        ``gap`` (printed − nearest achievable, percentage points).
+    """
+    from collections.abc import Mapping as _Mapping
+
+    if not isinstance(printed, _Mapping) or not printed:
+        raise ValueError("printed: expected a non-empty dict {subject: percentage as printed}, e.g. "
+                         f"{{'headline': '93.182'}}; found {type(printed).__name__}.")
+    n = int(n)
+    acc = achievable_accuracies(n)
+    rows = []
+    for subject, value in printed.items():
+        r = nearest_fraction(value, n)
+        v = _percent(value, f"printed[{subject!r}]")
+        if r["consistent"]:  # the fitting counts themselves
+            below, above = min(r["candidates"]), max(r["candidates"])
+        else:  # the achievable values on either side of the printed one
+            below = int(np.flatnonzero(acc <= v)[-1])
+            above = int(np.flatnonzero(acc >= v)[0])
+        rows.append({
+            "subject": subject, "printed": str(value), "n": n, "decimals": r["decimals"],
+            "verdict": "consistent" if r["consistent"] else "inconsistent",
+            "k": ", ".join(str(k) for k in r["candidates"]),
+            "k_below": below, "pct_below": float(acc[below]),
+            "k_above": above, "pct_above": float(acc[above]), "gap": r["gap"],
+        })
+    return pd.DataFrame(rows).set_index("subject")
+
+
+def operating_point_table(y_val, s_val, y_test, s_test, target: float = 0.95, n_boot: int = 2000,
+                          alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Test sensitivity and specificity at a threshold chosen for ``target`` sensitivity, two ways.
+
+    Row ``"validation"``: the threshold is chosen on the validation images
+    (:func:`threshold_at_sensitivity`) and then applied, unchanged, to the test images — an
+    honest estimate of what a clinic would see. Row ``"test (leaky)"``: the threshold is chosen
+    on the test images themselves, so the test sensitivity meets the target by construction and
+    the test specificity is optimistic (the test set took part in a decision).
+
+    Args:
+        y_val, s_val: int [Nv] 0/1 labels and float [Nv] P(malignant) of the validation images.
+        y_test, s_test: the same for the test images.
+        target: required sensitivity in (0, 1] (0.95 for a triage clinic).
+        n_boot, alpha, seed: stratified percentile bootstrap of the test metrics at the fixed
+            threshold (:func:`bootstrap_ci`); for the leaky row the interval ignores that the
+            threshold itself was fitted to these images, so it is too narrow as well.
+
+    Returns:
+        DataFrame indexed by ``chosen_on`` with ``threshold``, ``choice_sensitivity`` and
+        ``choice_specificity`` (on the images used to choose), ``sensitivity``,
+        ``sensitivity_low``, ``sensitivity_high``, ``specificity``, ``specificity_low``,
+        ``specificity_high`` (test images, fractions), ``tp, fn, tn, fp`` (test images) and
+        ``meets_target`` (test sensitivity >= target).
+    """
+    yv = _labels(y_val, "y_val")
+    sv = _scores(s_val, yv.size, "s_val")
+    yt = _labels(y_test, "y_test")
+    st = _scores(s_test, yt.size, "s_test")
+    _both_classes(yv, "operating_point_table (validation)")
+    _both_classes(yt, "operating_point_table (test)")
+    rows = []
+    for chosen_on, (yc, sc) in (("validation", (yv, sv)), ("test (leaky)", (yt, st))):
+        t = threshold_at_sensitivity(yc, sc, target)
+        choice = classification_report(yc, sc, t)
+        rep = classification_report(yt, st, t)
+        row = {"chosen_on": chosen_on, "threshold": t, "choice_sensitivity": choice["recall"],
+               "choice_specificity": choice["specificity"]}
+        for name in ("sensitivity", "specificity"):
+            point, lo, hi = bootstrap_ci(yt, st, name, n_boot=n_boot, alpha=alpha, seed=seed,
+                                         threshold=t)
+            row.update({name: point, f"{name}_low": lo, f"{name}_high": hi})
+        row.update({k: rep[k] for k in ("tp", "fn", "tn", "fp")})
+        row["meets_target"] = bool(rep["recall"] >= target - 1e-12)
+        rows.append(row)
+    df = pd.DataFrame(rows).set_index("chosen_on")
+    df.attrs.update(target=target, n_boot=n_boot, alpha=alpha, seed=seed)
+    return df
+
+
+__all__ += ["achievability_table", "operating_point_table"]

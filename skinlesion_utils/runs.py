@@ -521,9 +521,10 @@ def write_results(chapter: str, files: dict, profile=None, root: str | Path | No
     return written
 
 
-def read_results(chapter: str, name: str, profile=None, root: str | Path | None = None):
+def read_results(chapter: str, name: str, profile=None, root: str | Path | None = None, **read_csv):
     """Read back what :func:`write_results` wrote: a DataFrame (``.csv``, first column as index)
-    or a dict (``.json``).
+    or a dict (``.json``). ``read_csv`` goes to ``pandas.read_csv`` (e.g. ``dtype={"printed": str}``
+    keeps a printed ``"93.10"`` as text).
 
     Raises:
         FileNotFoundError: neither file exists; the message names the chapter to run first.
@@ -532,7 +533,7 @@ def read_results(chapter: str, name: str, profile=None, root: str | Path | None 
 
     folder = results_dir(chapter, profile, root)
     if (folder / f"{name}.csv").is_file():
-        return pd.read_csv(folder / f"{name}.csv", index_col=0)
+        return pd.read_csv(folder / f"{name}.csv", index_col=0, **read_csv)
     if (folder / f"{name}.json").is_file():
         return json.loads((folder / f"{name}.json").read_text())
     raise FileNotFoundError(
