@@ -271,10 +271,18 @@ def locate(name: str, *, download: bool = True) -> Path:
         DataNotAvailableError: not on disk and cannot be downloaded.
     """
     spec = get_spec(name)
+    cache_root = default_cache_dir() / "data"
     for root in data_roots():
         candidate = root / spec.name
         if candidate.is_dir():
-            return ensure_verified(name, candidate)
+            try:
+                return ensure_verified(name, candidate)
+            except DataError:
+                # A partial or damaged download in the cache is completed by fetch (which keeps
+                # the files already verified); a folder the reader pointed us to is theirs.
+                if root != cache_root or not download:
+                    raise
+                return fetch(name)
     if not download:
         raise DataNotAvailableError(_how_to_get(spec, reason="not found on disk"))
     return fetch(name)
@@ -497,6 +505,8 @@ def fetch(
                     archive = download_file(url, tmp / "repo-archive")
                     extract_subfolder(archive, spec.repo_path, target, todo)
     except DataNotAvailableError as exc:
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # leave no empty dataset folder behind: it would look like a download
         raise DataNotAvailableError(_how_to_get(spec, reason=str(exc).splitlines()[0])) from exc
     for rel, digest in todo.items():
         path = target / rel

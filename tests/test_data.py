@@ -363,3 +363,18 @@ def test_unsupported_mode_is_named():
         class Fake:
             mode = "XYZ"
         data.to_rgb(Fake(), "f.png")
+
+
+def test_failed_fetch_leaves_no_empty_folder_and_cache_partial_is_completed(tmp_path, tiny_spec, isolated_cache, monkeypatch):
+    monkeypatch.setenv(data.ENV_DATA, str(tmp_path / "nothing-here"))
+    with pytest.raises(data.DataNotAvailableError):
+        data.fetch("tiny_balanced", method="archive", archive_url="http://127.0.0.1:9/repo.tar.gz")
+    assert not (isolated_cache / "data" / "tiny_balanced").exists()
+    # A partial download in the cache: locate completes it through fetch (here: from a local remote).
+    remote = _make_remote(tmp_path)
+    partial = isolated_cache / "data" / "tiny_balanced" / TINY_FILES[0]
+    partial.parent.mkdir(parents=True)
+    shutil.copy(BAL / TINY_FILES[0], partial)
+    monkeypatch.setattr(data, "fetch", functools.partial(data.fetch, method="git", repo_url=f"file://{remote}"))
+    root = data.locate("tiny_balanced")
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg")) == sorted(TINY_FILES)
