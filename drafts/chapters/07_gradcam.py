@@ -22,7 +22,7 @@
 # go on images with hair and rulers.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/07_gradcam.ipynb)
-# · **time:** ~2 min CPU (`ci`, once chapter 06's runs are cached) · ~15 min on a Colab T4
+# · **time:** ~1 min CPU (`ci`, once chapter 06's runs are cached) · ~15 min on a Colab T4
 # (`full`, estimate: most of it is ROAD's imputation, which runs on the CPU)
 #
 # ```{note}
@@ -291,7 +291,8 @@ for ax, i in zip(fig.axes, look):
     ax.title.set_fontsize(8)
 plt.show()
 area = masks.mean(axis=(1, 2))
-print(f"mask area: median {np.median(area):.0%} of the image; empty masks: {(area == 0).sum()} of {len(area)}")
+print(f"mask area: median {np.median(area):.0%} of the image; empty masks: {(area == 0).sum()} of {len(area)}; "
+      f"masks under 2 % of the image (most likely failures on faint lesions): {(area < 0.02).sum()}")
 
 # %% [markdown]
 # **Scores.** For a map $L \ge 0$ and a mask $M$ (1 on the lesion), two standard scores:
