@@ -176,8 +176,11 @@ table["paper_claims"] = [claimed[m].number / (100 if claimed[m].unit == "%" else
 table
 
 # %% [markdown]
-# The intervals are several points wide. That matters for the paper, which reports single
-# numbers without intervals: its headline accuracy is $k/660$ for one integer $k$ (checked
+# Two remarks on reading this table. The ECE's bootstrap interval is lopsided — its point
+# estimate sits near the lower end — because binning noise can only add to
+# $|\text{acc}_b - \text{conf}_b|$: the ECE of a finite sample is biased upwards, and resampling
+# adds more of the same. And the intervals are several points wide. That matters for the paper,
+# which reports single numbers without intervals: its headline accuracy is $k/660$ for one integer $k$ (checked
 # below), and the binomial 95 % interval of $k/660$ (Wilson's, which a bootstrap of the 660
 # right/wrong outcomes reproduces — Exercise 3) is about as wide as the gain over ResNet-50 the
 # paper reports. A difference between two models on the same images needs a *paired* test (McNemar
