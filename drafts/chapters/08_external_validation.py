@@ -22,7 +22,7 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/08_external_validation.ipynb)
 # · **time:** ~2 min CPU (`ci`, once the runs of chapters 04 and 06 are cached; the first run
-# trains them) · ~6 min on a Colab T4 (`full`, estimate, plus the one-time download of the full
+# trains them) · ~8 min on a Colab T4 (`full`, estimate, plus the one-time download of the full
 # external set)
 #
 # ```{note}
@@ -319,12 +319,11 @@ differences = pd.DataFrame(differences)
 # {cite}`delong1988`. Once on all external images, once on the clean ones:
 
 # %%
-paired = pd.DataFrame({
+paired = pd.DataFrame.from_dict({
     subset: external.paired_comparison(ext_preds["ASFF"].y_true[mask], ext_preds["ASFF"].y_score[mask],
                                        ext_preds["ResNet-50"].y_score[mask])
     for subset, mask in (("all external", SUBSETS["all external"]), ("clean (no copy)", SUBSETS["clean (no copy)"]))
-}).T
-paired.index.name = "subset"
+}, orient="index").rename_axis("subset")
 
 # %% [markdown]
 # ### Distribution shift and calibration
@@ -421,10 +420,13 @@ shown
 
 # %% [markdown]
 # Read it from the top. **Internal → external**: every model loses accuracy and AUC on the
-# external set; how much depends on the profile's budget (the `ci` models are small-image,
-# few-epoch models, so they are far from the paper's numbers — the gap is what matters here).
-# **Contamination**: on the copies of training images the models do better than on the clean
-# images, which is what memorisation predicts; the differences with their intervals:
+# external set, by far more than the intervals (the `ci` models are small-image, few-epoch
+# models, far from the paper's numbers — the gap is what matters here). The loss is mostly
+# *specificity*: sensitivity stays near its internal value while specificity collapses, so the
+# models call many benign external images malignant; the calibration section below shows the
+# same thing from another side. **Contamination**: on the copies of training images the
+# models do better than on the clean images, which is what memorisation predicts. The
+# differences, with their intervals:
 
 # %%
 diff = runs.read_results(CHAPTER, "differences", profile=P)
@@ -447,9 +449,12 @@ runs.read_results(CHAPTER, "paired_tests", profile=P).round(4)
 
 # %% [markdown]
 # The paper claims ASFF "outperforms the ResNet-50 baseline" on the external set without an
-# interval or a test. With one seed per model, the paired intervals above are the honest
-# answer at this budget: where they include 0, the external data do not show a difference.
-# Chapter 06 shows how much seeds alone move these models.
+# interval or a test. In the run stored on this page the external images show no advantage for
+# ASFF — the AUC interval of `ASFF − ResNet-50` is not above 0, and McNemar's test counts
+# which model is right more often where they disagree. That is one seed per model at the
+# ablation's small budget, so it does not refute the paper either; chapter 06 shows how much
+# seeds alone move these models. What it shows is that the claim needs a paired test on the
+# same external images to mean anything.
 #
 # ### What this means for the paper's 80.15 %
 
@@ -511,10 +516,14 @@ plots.plot_reliability({k: (v.y_true, v.y_score) for k, v in (("internal test", 
 plt.show()
 
 # %% [markdown]
-# A probability that was calibrated on the internal test split need not stay calibrated under
-# shift: compare the two ECEs and the mean predicted P(malignant) with the observed malignant
-# share. A threshold chosen internally (chapter 05's triage point, say) moves its sensitivity
-# and specificity on external data for the same reason — re-check it on local data before use.
+# Internally the main model is reasonably calibrated. Externally its mean predicted
+# P(malignant) is far above the observed malignant share and its ECE several times larger
+# {cite}`guo2017calibration`: it over-calls malignancy, which is where the lost specificity of
+# the table above went. The colour shift is one candidate cause (the external images are less
+# red and darker on average); whatever the cause, the threshold of 0.5 — or any threshold chosen
+# internally, such as chapter 05's triage point — does not carry over. A clinic would have to
+# re-check (or recalibrate) it on local images before use, and the AUC, which ignores the
+# threshold, is the fairer summary of the ranking the model still gets right.
 #
 # ROC curves of the three models, internal test split (left) and external set (right):
 
@@ -665,10 +674,14 @@ lab.ch08.check_accuracy_drop(accuracy_drop);
 # CI fails this chapter if: the contamination counts are inconsistent (every contaminated image
 # has a copy in the training or the test split, the clean subset is non-empty and smaller than
 # the external set by exactly the number of contaminated images); the main model's external ROC
-# AUC falls below 0.60 or its accuracy below 0.60 (measured in `ci`: see the table above; the
-# floors leave a margin for other CPUs); the ablation pair's external AUCs fall below 0.55; a
-# paired test returns a p-value outside [0, 1]; the lossless demo copy does not get its
-# source's score; or a results file is missing.
+# AUC falls below 0.65 or its external accuracy below 0.57 (measured in `ci`: 0.739 and 0.643;
+# the floors leave a margin for other CPUs); the ablation pair's external AUCs fall below 0.60
+# (measured 0.694 and 0.679); a paired test returns a p-value outside [0, 1]; the lossless demo
+# copy does not get its source's score; a results file is missing; or a statement of the prose
+# above stops being true (every model loses AUC externally, mostly through specificity; the
+# copies of training images are classified better than the clean images and raise the
+# whole-set accuracy; the external data show no significant AUC advantage for ASFF; the main
+# model over-predicts malignancy externally and is worse calibrated there).
 
 # %%
 n_ext, n_cont = len(flags), int(flags.contaminated.sum())
@@ -676,12 +689,24 @@ assert (flags.contaminated == (flags.copy_in_train | flags.copy_in_test)).all()
 assert 0 < n_cont < n_ext and flags.copy_in_train.sum() > 0
 assert 0 < SUBSETS["clean (no copy)"].sum() == n_ext - n_cont
 assert sm.query("model == 'main' and subset == 'clean (no copy)'").n.iloc[0] == n_ext - n_cont
-assert s["main_external_roc_auc"] >= 0.60 and s["main_external_accuracy"] >= 0.60, s
+assert s["main_external_roc_auc"] >= 0.65 and s["main_external_accuracy"] >= 0.57, s
 for name in ("ResNet-50", "ASFF"):
-    assert sm.query("model == @name and subset == 'all external'").roc_auc.iloc[0] >= 0.55, name
+    assert sm.query("model == @name and subset == 'all external'").roc_auc.iloc[0] >= 0.60, name
 assert paired[["mcnemar_p", "auc_p", "delong_p"]].apply(lambda c: c.between(0, 1)).all().all()
 assert abs(png_score - source_score) < 1e-6, (png_score, source_score)
 assert all(p.is_file() for p in written.values())
+# the prose's statements
+by = sm.set_index(["model", "subset"])
+for name in RUNS:
+    inside, outside = by.loc[(name, "internal test")], by.loc[(name, "all external")]
+    assert outside.roc_auc_high < inside.roc_auc_low, name  # external AUC below internal, beyond the CIs
+    assert inside.specificity - outside.specificity > inside.recall - outside.recall, name
+    assert by.loc[(name, "copies of train images")].accuracy > by.loc[(name, "clean (no copy)")].accuracy, name
+    row = diff.query("model == @name and comparison == 'all external − clean' and metric == 'accuracy'").iloc[0]
+    assert row.delta > 0, name
+assert paired.loc["all external", "auc_low"] <= 0  # no significant external AUC advantage for ASFF
+assert cal.loc["external", "mean_predicted"] > cal.loc["external", "observed_malignant"] + 0.05
+assert cal.loc["external", "ece_low"] > cal.loc["internal test", "ece_high"]
 print(f"✅ external-validation checks passed: {n_cont} of {n_ext} external images contaminated, "
       f"main model external AUC {s['main_external_roc_auc']:.3f}")
 
