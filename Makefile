@@ -20,10 +20,10 @@ CHAPTERS_NB := $(CHAPTERS_PY:.py=.ipynb)
 export SKINLESION_DATA ?= $(abspath ../shared/data)
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup test book pytest nbval pairs check-book notebooks student clean gpu-data gpu-bench
+.PHONY: help setup test book pytest nbval student-check pairs check-book notebooks student clean gpu-data gpu-bench
 help:
 	@echo "make book    build the HTML book (_build/html/index.html)"
-	@echo "make test    run every check: pytest, nbval (ci profile), pairs, book build -W"
+	@echo "make test    run every check: pytest, nbval (ci profile), student copies, pairs, book build -W"
 	@echo "make notebooks  re-execute every chapter in the ci profile and store its outputs"
 	@echo "make student    write student copies of the chapters to student/ and student.zip"
 
@@ -55,11 +55,17 @@ nbval: setup
 	  echo "=== $$nb: $$(( $$(date +%s) - start )) s"
 	done
 
+student-check: setup
+	# every chapter's student copy runs top to bottom with its checks printing ❌; after nbval,
+	# so the copies load the runs the chapters trained instead of training them again
+	SKINLESION_PROFILE=ci SKINLESION_LAB_EXECUTE=all $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/test_lab.py -k student_copy_executes
+
 check-book: setup
 	rm -rf _build/html
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
 
-test: pairs pytest nbval check-book
+test: pairs pytest nbval student-check check-book
 	@echo "make test: all checks passed"
 
 book: setup

@@ -213,6 +213,12 @@ else:
 
 # %%
 display(Markdown(reproduction.group_lines(claims, "gradcam")))
+g = claims.loc["gradcam.lesion_regions"]
+for prof in reproduction.PROFILES_READ:
+    if pd.notna(g[f"{prof}_low"]):
+        side = "above" if g[f"{prof}_low"] > 0 else "below" if g[f"{prof}_high"] < 0 else "not distinguishable from"
+        display(Markdown(f"Under `{prof}` ({g[f'{prof}_setting']}), the maps' share of energy inside the lesion mask "
+                         f"is **{side} chance**: energy − chance = {g[prof]} (mean [95 % CI])."))
 
 # %% [markdown]
 # ### External validation
@@ -329,10 +335,24 @@ display(Markdown(reproduction.trust_markdown(claims, shown)))
 #   part of which are copies of the paper's own images.
 # - **Read "spatial" as "per channel".** The released fusion has no spatial weights, so its
 #   Grad-CAM pictures cannot show the fusion choosing regions.
-#
-# The verdicts will change as results arrive: when chapters 02–08 have run, their `ci` numbers
-# fill the register; when a GPU run at the paper's setting writes `results/full/`, the same code
-# turns "not measurable here" into "reproduced" or "not reproduced".
+# - **Check that the fusion fuses.** An adaptive weight can learn to switch one level off;
+#   then the "fused" model is ResNet-50 with a projected `layer4`. What chapter 06's trained
+#   models did with `layer3`, read from its results:
+
+# %%
+for prof in reproduction.PROFILES_READ:
+    try:
+        rd = runs.read_results("06_ablation", "fusion_weight_readings", profile=prof)
+    except FileNotFoundError:
+        print(f"{prof}: chapter 06 has not written fusion_weight_readings yet")
+        continue
+    for fusion, part in rd.groupby("fusion", sort=False):
+        print(f"{prof} · {fusion}: " + "; ".join(f"seed {r.seed}: {r.reading}" for r in part.itertuples()))
+
+# %% [markdown]
+# The `ci` numbers in the register come from chapters 02–08 at the `ci` setting printed in each
+# row; when a GPU run at the paper's setting writes `results/full/`, the same code turns "not
+# measurable here" into "reproduced" or "not reproduced".
 
 # %% [markdown]
 # ## Exercises

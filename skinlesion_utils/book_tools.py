@@ -65,6 +65,10 @@ def _cells(nb) -> list[tuple[str, str, tuple[str, ...]]]:
     ]
 
 
+#: Stored notebooks above this size bloat the repository (images belong in the data folder).
+MAX_NOTEBOOK_BYTES = 5_000_000
+
+
 def check_pair(py: Path, root: Path = ROOT) -> list[str]:
     """Problems of one chapter pair (empty list when in sync, executed, and linked right)."""
     import jupytext
@@ -86,8 +90,21 @@ def check_pair(py: Path, root: Path = ROOT) -> list[str]:
     unexecuted = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() and c.get("execution_count") is None]
     if unexecuted:
         problems.append(f"{nb_path.name}: code cells {unexecuted[:5]} have no stored outputs. Fix: make notebooks.")
+    if nb_path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        problems.append(
+            f"{nb_path.name}: {nb_path.stat().st_size / 1e6:.1f} MB of stored outputs (limit "
+            f"{MAX_NOTEBOOK_BYTES / 1e6:.0f} MB). Fix: fewer or smaller figures, or set_matplotlib_formats('jpeg') "
+            "for photographs (chapter 07), then `make notebooks`.")
+    noisy = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source
+             and any(o.get("output_type") == "stream" and o.get("name") == "stderr" for o in c.get("outputs", []))]
+    if noisy:
+        problems.append(
+            f"{nb_path.name}: cells {noisy[:5]} are checked exactly by nbval but store stderr (warnings carry "
+            "machine-specific paths and break the check on another machine). Fix: silence the warning in the "
+            "package or move the statement that emits it out of the checked cell, then `make notebooks`.")
     draws = any(c.cell_type == "code" and "plt.show()" in c.source for c in nb.cells)
-    images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    images = sum(any(k in o.get("data", {}) for k in ("image/png", "image/jpeg", "image/svg+xml"))
+                 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     if draws and not images:
         problems.append(f"{nb_path.name}: draws figures but stores none (executed with a non-inline matplotlib backend?). Fix: make notebooks.")
     text = py.read_text()

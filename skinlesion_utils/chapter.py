@@ -74,8 +74,13 @@ def start_chapter(name: str, seed: int = 0) -> ChapterContext:
         name: chapter file stem, e.g. ``"00_setup_and_data"``.
         seed: global seed (each experiment also passes its own seed explicitly).
     """
+    import warnings
+
     import torch
 
+    # Without ipywidgets, tqdm.auto warns once (with this machine's site-packages path) and falls
+    # back to text bars: the warning is noise on every page and breaks outputs that nbval checks.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     if in_colab() and COLAB_DRIVE.is_dir() and ENV_CACHE not in os.environ:
         os.environ[ENV_CACHE] = str(COLAB_DRIVE / "skinlesion-cache")
     prof = profile()

@@ -64,6 +64,7 @@ __all__ = [
     "gain_vs_noise",
     "fusion_weights",
     "fusion_weight_summary",
+    "fusion_weight_readings",
     "plot_fusion_weights",
     "provenance",
     "save",
@@ -243,17 +244,20 @@ def _ci_row(y_true, y_score, n_boot: int, seed: int) -> dict:
     return row
 
 
-def _train_all(configs: Mapping, cache_dir, progress: bool, model_fn) -> dict:
-    from .runs import get_or_train
+def _train_all(configs: Mapping, cache_dir, progress: bool, model_fn, verbose: bool = True) -> dict:
+    import gc
+
+    from .runs import get_or_train, run_dir
 
     out = {}
     for label, cfg in configs.items():
-        t0 = time.perf_counter()
+        cached = (run_dir(cfg, cache_dir) / "results.json").is_file()
         out[label] = get_or_train(cfg, cache_dir=cache_dir, progress=progress, model_fn=model_fn)
-        if progress:
-            m = out[label].metrics
-            print(f"{label:>24s}: accuracy {m['accuracy']:.3f}, ROC AUC {m['roc_auc']:.3f} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        gc.collect()  # free the previous model's weights and optimizer state before the next one
+        if verbose:
+            m, t = out[label].metrics, out[label].results["timing"]
+            how = "loaded from the run cache" if cached else f"trained in {t['train_seconds']:.0f} s"
+            print(f"{label:>24s}: accuracy {m['accuracy']:.3f}, ROC AUC {m['roc_auc']:.3f} ({how})", flush=True)
     return out
 
 
@@ -269,7 +273,7 @@ def _predictions_long(runs: Mapping, key_cols: Callable[[object], dict]) -> pd.D
     return out
 
 
-def benchmark(configs: Mapping[str, object], *, cache_dir=None, progress: bool = True,
+def benchmark(configs: Mapping[str, object], *, cache_dir=None, progress: bool = False, verbose: bool = True,
               model_fn: Callable | None = None, latency: bool = True, n_boot: int = 1000,
               seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train (or load from the run cache) every config and tabulate results, cost and time.
@@ -277,7 +281,8 @@ def benchmark(configs: Mapping[str, object], *, cache_dir=None, progress: bool =
     Args:
         configs: ``{model label: RunConfig}``, e.g. ``{m: baseline_config(m) for m in BASELINES}``.
         cache_dir: run cache folder (default: the profile's).
-        progress: print one line per model (and tqdm bars while training).
+        progress: tqdm bars while decoding and training.
+        verbose: print one line per model (its test accuracy and AUC, trained or loaded).
         model_fn: custom builder (tests); the config's ``model`` name must identify it.
         latency: measure :func:`cpu_latency` at the config's image size (on a freshly built
             model of the architecture, so no checkpoint has to be read).
@@ -292,7 +297,7 @@ def benchmark(configs: Mapping[str, object], *, cache_dir=None, progress: bool =
         ``n_train``, ``recipe``, ``device`` and the run ``key``. ``predictions``: long table
         ``model, id, y_true, y_score`` (P(malignant) on the test images).
     """
-    runs = _train_all(configs, cache_dir, progress, model_fn)
+    runs = _train_all(configs, cache_dir, progress, model_fn, verbose)
     rows = []
     for label, run in runs.items():
         cfg = run.config
@@ -338,8 +343,8 @@ def ci_strings(table: pd.DataFrame, metrics: Sequence[str] = CI_METRICS, decimal
 
 # =========================================================================== the ablation
 def ablation(fusions: Sequence[str] = FUSIONS, seeds: Sequence[int] | None = None, profile=None, *,
-             config_fn: Callable | None = None, cache_dir=None, progress: bool = True,
-             model_fn: Callable | None = None, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+             config_fn: Callable | None = None, cache_dir=None, progress: bool = False,
+             verbose: bool = True, model_fn: Callable | None = None, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Train (or load) every fusion × seed and tabulate the test metrics of each run.
 
     Args:
@@ -349,7 +354,7 @@ def ablation(fusions: Sequence[str] = FUSIONS, seeds: Sequence[int] | None = Non
         profile: ``Profile`` or name (default: the active one).
         config_fn: ``config_fn(fusion, seed) -> RunConfig`` (default:
             :func:`skinlesion_utils.runs.ablation_config` at the profile's bench budget).
-        cache_dir, progress, model_fn: as :func:`benchmark`.
+        cache_dir, progress, verbose, model_fn: as :func:`benchmark`.
         n_boot: bootstrap resamples of the per-run intervals.
 
     Returns:
@@ -367,7 +372,7 @@ def ablation(fusions: Sequence[str] = FUSIONS, seeds: Sequence[int] | None = Non
             return ablation_config(fusion, seed, profile=prof)
     configs = {(f, s): config_fn(f, s) for s in seeds for f in fusions}
     labelled = {f"{f} (seed {s})": c for (f, s), c in configs.items()}
-    trained = _train_all(labelled, cache_dir, progress, model_fn)
+    trained = _train_all(labelled, cache_dir, progress, model_fn, verbose)
     runs = {fs: trained[f"{fs[0]} (seed {fs[1]})"] for fs in configs}
     rows = []
     for (f, s), run in runs.items():
@@ -629,6 +634,74 @@ def fusion_weight_table(runs: Mapping, store, fusions: Sequence[str] = ADAPTIVE_
     if not parts:
         raise ValueError(f"fusion_weight_table: no runs of {tuple(fusions)} among {sorted(runs)}.")
     return pd.concat(parts, ignore_index=True)
+
+
+#: Below this layer-3 weight an image's fused map is, to 1 %, the projected layer4 alone.
+IGNORED_BELOW = 0.01
+
+
+def fusion_weight_readings(table: pd.DataFrame, ignored_below: float = IGNORED_BELOW) -> pd.DataFrame:
+    """What each trained ASFF variant does with layer3, one row per fusion and seed (chapter 06).
+
+    Reads the per-image table of :func:`fusion_weight_table` and reduces it to the numbers a
+    reader needs to tell "the fusion mixes both levels" from "the fusion switched one off":
+
+    * ``asff_text`` / ``asff_spatial``: the median layer-3 share (ω, or the mean α over
+      positions) and the share of images where it is below ``ignored_below`` — layer3 then
+      contributes less than 1 % and the fused map is the projected layer4;
+    * ``asff_code``: the median effective number of channels ``1 / Σ w²`` through which
+      layer3 enters (its channel weights sum to 1, so the other channels carry layer4).
+
+    Args:
+        table: output of :func:`fusion_weight_table` (columns ``fusion, seed, y_true,
+            layer3_share, effective_n``).
+        ignored_below: the layer-3 weight under which an image counts as "layer3 ignored".
+
+    Returns:
+        DataFrame with ``fusion, seed, images, median_layer3_share, share_layer3_ignored``
+        (fraction of images; NaN for ``asff_code``), ``median_effective_channels`` (NaN except
+        ``asff_code``), ``benign_mean``/``malignant_mean`` (mean layer-3 share per class) and
+        ``reading``, one sentence generated from those numbers.
+
+    Raises:
+        ValueError: the table has no adaptive fusion or lacks a needed column.
+    """
+    need = {"fusion", "seed", "y_true", "layer3_share", "effective_n"}
+    if missing := need - set(table.columns):
+        raise ValueError(f"fusion_weight_readings: the table lacks {sorted(missing)}; pass the output of "
+                         "experiments.fusion_weight_table.")
+    rows = []
+    for (f, seed), part in table.groupby(["fusion", "seed"], sort=False):
+        if f not in ADAPTIVE_FUSIONS:
+            continue
+        share = part["layer3_share"].to_numpy(float)
+        by_class = part.groupby("y_true")["layer3_share"].mean()
+        row = {"fusion": f, "seed": seed, "images": len(part), "median_layer3_share": float(np.median(share)),
+               "share_layer3_ignored": float("nan"), "median_effective_channels": float("nan"),
+               "benign_mean": float(by_class.get(0, np.nan)), "malignant_mean": float(by_class.get(1, np.nan))}
+        if f == "asff_code":
+            n_eff = float(np.median(part["effective_n"].to_numpy(float)))
+            row["median_effective_channels"] = n_eff
+            row["reading"] = (f"layer3 enters through about {n_eff:.3g} of 1,024 channels (median effective "
+                              "number); every other channel of the fused map is projected layer4")
+        else:
+            ignored = float(np.mean(share < ignored_below))
+            row["share_layer3_ignored"] = ignored
+            what = "ω" if f == "asff_text" else "mean α"
+            if ignored >= 0.9:
+                row["reading"] = (f"{what} < {ignored_below:g} on {ignored:.0%} of the images: the fused map is "
+                                  "the projected layer4 alone, layer3 is switched off")
+            elif ignored > 0.1:
+                row["reading"] = (f"{what} < {ignored_below:g} on {ignored:.0%} of the images: layer3 is switched "
+                                  "off for some images and mixed in for others")
+            else:
+                row["reading"] = (f"both levels are mixed: median {what} {np.median(share):.2f} (benign "
+                                  f"{row['benign_mean']:.2f}, malignant {row['malignant_mean']:.2f})")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"fusion_weight_readings: no adaptive fusion in the table; found "
+                         f"{sorted(set(table['fusion']))}, expected some of {ADAPTIVE_FUSIONS}.")
+    return pd.DataFrame(rows)
 
 
 def plot_fusion_weights(table: pd.DataFrame, classes: Sequence[str] = ("benign", "malignant")):

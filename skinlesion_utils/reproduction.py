@@ -374,7 +374,7 @@ def _describe_setting(s: Mapping) -> str:
     init = "ImageNet weights" if s.get("pretrained") else "from scratch"
     parts = [f"{s['image_size']} px" if s.get("image_size") is not None else "size unknown", init]
     if s.get("epochs") is not None:
-        parts.append(f"{s['epochs']} epochs")
+        parts.append(f"{s['epochs']} epoch{'' if int(s['epochs']) == 1 else 's'}")
     return ", ".join(parts)
 
 

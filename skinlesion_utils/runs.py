@@ -353,7 +353,37 @@ def train_into(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _atomic_write_text(folder / RESULTS_FILE, json.dumps(results, indent=1, default=_json_default))
+    release_optimizer_state(folder / "last.pt")
     return Run(folder)
+
+
+def release_optimizer_state(checkpoint: Path) -> int:
+    """Drop the optimizer's per-parameter state from a *finished* run's ``last.pt``.
+
+    A finished run is never resumed (``get_or_train`` returns it from ``results.json``), but
+    Adam's two moment buffers per weight triple the checkpoint: 1.6 GB instead of 0.5 GB for
+    VGG-16. A CI run trains two dozen models, so the run cache would otherwise hold over 10 GB.
+    The weights, scheduler position, RNG states, history and settings stay; the optimizer keeps
+    its ``param_groups`` and an empty ``state`` (a valid state: Adam would restart its moments),
+    marked ``"released": True``. Written atomically; a checkpoint without optimizer state is
+    left untouched.
+
+    Returns:
+        The bytes saved (0 when there was nothing to release).
+    """
+    from .train import _atomic_save
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        return 0
+    ckpt = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    opt = ckpt.get("optimizer")
+    if not isinstance(opt, dict) or not opt.get("state"):
+        return 0
+    before = checkpoint.stat().st_size
+    ckpt["optimizer"] = {"state": {}, "param_groups": opt.get("param_groups", []), "released": True}
+    _atomic_save(ckpt, checkpoint)
+    return before - checkpoint.stat().st_size
 
 
 def _device_name(device: str) -> str:

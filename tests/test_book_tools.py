@@ -53,6 +53,25 @@ def test_missing_outputs_fail(book):
     assert any("no stored outputs" in p for p in problems)
 
 
+def test_checked_cells_must_not_store_stderr(book):
+    import nbformat
+
+    nb_path = book / "chapters" / f"{CHAPTER}.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    checked = next(c for c in nb.cells if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source)
+    checked.outputs.insert(0, nbformat.v4.new_output("stream", name="stderr",
+                                                     text="/home/someone/site-packages/tqdm/auto.py:21: TqdmWarning\n"))
+    nbformat.write(nb, nb_path)
+    problems = book_tools.check_pair(book / "chapters" / f"{CHAPTER}.py", book)
+    assert any("store stderr" in p for p in problems)
+
+
+def test_oversized_notebook_fails(book, monkeypatch):
+    monkeypatch.setattr(book_tools, "MAX_NOTEBOOK_BYTES", 1000)
+    problems = book_tools.check_pair(book / "chapters" / f"{CHAPTER}.py", book)
+    assert any("MB of stored outputs" in p for p in problems)
+
+
 def test_badge_must_use_the_configured_repository(book):
     cfg = book / "_config.yml"
     cfg.write_text(cfg.read_text().replace("asff-skinlesion-book/asff-skinlesion-book", "someone/else"))
@@ -81,3 +100,17 @@ def test_chapter_header_reports_profile_and_device(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "profile 'ci'" in out and "device cpu" in out
     assert "profile 'ci'" in ch.footer()
+
+
+def test_chapter_header_silences_the_ipywidgets_warning_of_tqdm(monkeypatch, capsys):
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    monkeypatch.setenv("SKINLESION_PROFILE", "ci")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start_chapter(CHAPTER)
+        warnings.warn("IProgress not found. Please update jupyter and ipywidgets.", TqdmWarning)
+        warnings.warn("another warning", TqdmWarning)
+    assert [str(w.message) for w in caught] == ["another warning"]

@@ -110,10 +110,13 @@ def test_cpu_latency_is_positive_and_restores_state():
 
 
 @needs_data
-def test_benchmark_tables_files_and_stored_copies(subset, tmp_path):
+def test_benchmark_tables_files_and_stored_copies(subset, tmp_path, capsys):
     configs = {"narrow": _cfg(subset, width=4), "wide": _cfg(subset, width=8)}
-    table, preds = E.benchmark(configs, cache_dir=tmp_path / "cache", progress=False, model_fn=tiny_fn,
-                               n_boot=200)
+    table, preds = E.benchmark(configs, cache_dir=tmp_path / "cache", model_fn=tiny_fn, n_boot=200)
+    assert capsys.readouterr().out.count("trained in") == 2
+    again, _ = E.benchmark(configs, cache_dir=tmp_path / "cache", model_fn=tiny_fn, n_boot=200, latency=False)
+    assert capsys.readouterr().out.count("loaded from the run cache") == 2  # trained once, then loaded
+    pd.testing.assert_frame_equal(again[["accuracy", "roc_auc_low"]], table[["accuracy", "roc_auc_low"]])
     assert list(table.index) == ["narrow", "wide"]
     for m in E.CI_METRICS:
         assert ((table[f"{m}_low"] <= table[m] + 1e-12) & (table[m] <= table[f"{m}_high"] + 1e-12)).all(), m
@@ -218,7 +221,7 @@ def test_ablation_runs_tables_and_weights(subset, tmp_path):
         return _cfg(subset, seed=seed, fusion=fusion)
 
     table, preds, runs = E.ablation(("none", "mix"), seeds=(0, 1), config_fn=config_fn,
-                                    cache_dir=tmp_path, progress=False, model_fn=tiny_fn, n_boot=100)
+                                    cache_dir=tmp_path, verbose=False, model_fn=tiny_fn, n_boot=100)
     assert list(zip(table["fusion"], table["seed"])) == [("none", 0), ("none", 1), ("mix", 0), ("mix", 1)]
     assert len(preds) == 4 * 660 and set(runs) == {("none", 0), ("none", 1), ("mix", 0), ("mix", 1)}
     # seeds differ only by the seed: different weights, same test images
@@ -271,6 +274,38 @@ def test_fusion_weight_summary_on_known_weights():
         E.fusion_weight_summary(text, "sum")
     with pytest.raises(ValueError, match=r"\[N, 2\]"):
         E.fusion_weight_summary(torch.ones(2, 3), "asff_text")
+
+
+def test_fusion_weight_readings_tell_switched_off_from_mixed():
+    y = np.r_[np.zeros(6, int), np.ones(4, int)]
+    text_off = torch.stack([torch.full((10,), 1e-9), 1 - torch.full((10,), 1e-9)], 1)
+    text_mixed = torch.stack([torch.linspace(0.3, 0.7, 10), 1 - torch.linspace(0.3, 0.7, 10)], 1)
+    peaked = torch.zeros(10, 1024)
+    peaked[:, 3] = 1.0
+    alpha = torch.full((10, 1, 2, 2), 0.5)
+    alpha[y == 1] = 0.8  # malignant images lean on layer3
+    parts = []
+    for f, s, w in (("asff_text", 0, text_off), ("asff_text", 1, text_mixed), ("asff_code", 0, peaked),
+                    ("asff_spatial", 0, torch.cat([alpha, 1 - alpha], 1))):
+        df = E.fusion_weight_summary(w, f)
+        df.insert(0, "y_true", y)
+        df.insert(0, "seed", s)
+        df.insert(0, "fusion", f)
+        parts.append(df)
+    r = E.fusion_weight_readings(pd.concat(parts, ignore_index=True)).set_index(["fusion", "seed"])
+    assert r.loc[("asff_text", 0), "share_layer3_ignored"] == 1.0
+    assert "switched off" in r.loc[("asff_text", 0), "reading"]
+    assert r.loc[("asff_text", 1), "share_layer3_ignored"] == 0.0
+    assert "mixed" in r.loc[("asff_text", 1), "reading"]
+    assert r.loc[("asff_code", 0), "median_effective_channels"] == pytest.approx(1.0)
+    assert np.isnan(r.loc[("asff_code", 0), "share_layer3_ignored"])
+    assert r.loc[("asff_spatial", 0), ["benign_mean", "malignant_mean"]].tolist() == pytest.approx([0.5, 0.8])
+    assert (r["images"] == 10).all()
+    with pytest.raises(ValueError, match="no adaptive fusion"):
+        E.fusion_weight_readings(pd.DataFrame({"fusion": ["none"], "seed": [0], "y_true": [0],
+                                               "layer3_share": [0.5], "effective_n": [np.nan]}))
+    with pytest.raises(ValueError, match="lacks"):
+        E.fusion_weight_readings(pd.DataFrame({"fusion": ["asff_text"]}))
 
 
 def test_plot_fusion_weights_draws_one_panel_per_variant():

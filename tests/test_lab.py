@@ -38,9 +38,9 @@ CHAPTERS = book_tools.chapter_sources(ROOT)
 DATA = Path(os.environ.get("SKINLESION_DATA", ROOT.parent / "shared" / "data"))
 HAVE_DATA = (DATA / "isic_balanced").is_dir()
 
-# Student copies executed end to end by test_student_copy_executes. Only chapters whose ci run
-# takes seconds belong here; the others (they train or load many runs) are skipped unless
-# SKINLESION_LAB_EXECUTE=all, because `make test` already executes every chapter under nbval.
+# Student copies executed end to end by test_student_copy_executes in the plain pytest run. The
+# others train or load runs: `make test` executes all of them in its `student-check` step, after
+# nbval has filled the run cache (SKINLESION_LAB_EXECUTE=all).
 CHEAP_TO_EXECUTE = {"00_setup_and_data"}
 
 
@@ -373,7 +373,8 @@ def test_student_copy_executes(py, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     if py.stem not in CHEAP_TO_EXECUTE and os.environ.get("SKINLESION_LAB_EXECUTE") != "all":
-        pytest.skip(f"{py.stem} takes minutes to execute in ci (nbval runs it in `make test`); SKINLESION_LAB_EXECUTE=all runs it here")
+        pytest.skip(f"{py.stem} trains or loads runs: `make student-check` executes it after nbval has cached them "
+                    "(SKINLESION_LAB_EXECUTE=all)")
     if not HAVE_DATA:
         pytest.skip("needs the course data folder: set SKINLESION_DATA")
     monkeypatch.setenv("SKINLESION_PROFILE", "ci")

@@ -91,6 +91,11 @@ def test_get_or_train_trains_once_then_loads(subset, tmp_path, monkeypatch):
     te = ImageTensorStore.from_dataset("isic_balanced", split="test", resolution=16, progress=False)
     _, score, ids = T.predict(model, te)
     assert ids == list(pred["id"]) and np.allclose(score, pred["y_score"], atol=1e-6)
+    # the finished run's last.pt keeps weights, schedule and history but no Adam moments
+    ckpt = T.read_checkpoint(run.checkpoint("last"))
+    assert ckpt["optimizer"]["state"] == {} and ckpt["optimizer"]["released"] is True
+    assert ckpt["optimizer"]["param_groups"] and ckpt["scheduler"]["last_epoch"] > 0 and len(ckpt["history"]) == 2
+    assert R.release_optimizer_state(run.checkpoint("last")) == 0  # nothing left to release
 
     # second call: nothing is trained (fit would raise), the same run comes back
     def no_fit(*a, **k):
@@ -125,3 +130,19 @@ def test_half_finished_run_resumes_and_equals_uninterrupted(subset, tmp_path):
 def test_run_errors_are_explicit(tmp_path):
     with pytest.raises(FileNotFoundError, match="get_or_train"):
         R.Run(tmp_path)
+
+
+def test_release_optimizer_state_shrinks_a_checkpoint_and_keeps_the_weights(subset, tmp_path):
+    cfg = _config(subset)
+    store = ImageTensorStore.from_dataset("isic_balanced", split="train", resolution=16, progress=False).subset(list(cfg.train_subset))
+    tr, va = T.train_val_split(store, 0.25, seed=0)
+    model = tiny_fn(cfg)
+    T.fit(model, tr, va, recipe="fast", epochs=1, batch_size=32, seed=0, out_dir=tmp_path, device="cpu", progress=False)
+    path = tmp_path / "last.pt"
+    before = T.read_checkpoint(path)
+    assert before["optimizer"]["state"]  # AdamW moments present during training
+    saved = R.release_optimizer_state(path)
+    after = T.read_checkpoint(path)
+    assert saved > 0 and after["optimizer"]["state"] == {}
+    assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+    assert R.release_optimizer_state(tmp_path / "missing.pt") == 0

@@ -20,7 +20,7 @@
 # separate — and what it would take to do better.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/02_baselines.ipynb)
-# · **time:** ~4 min CPU (`ci`) · ~30 min on a Colab T4 (`full`, estimate)
+# · **time:** ~6 min CPU (`ci`) · ~30 min on a Colab T4 (`full`, estimate)
 #
 # ```{note}
 # The outputs stored on this page come from the `ci` profile executed on a 2-core CPU; the
@@ -256,7 +256,10 @@ print(collapsed[["roc_auc", "recall", "specificity"]].round(3).to_string())
 # not. VGG-16 (torchvision's version has no batch normalisation) is prone to the first kind when
 # trained from random weights at a learning rate suited to batch-normalised networks: a plain
 # stack of 13 convolutions and three large fully connected layers easily stalls at a constant
-# output. A short budget measures *how fast* a model learns under one recipe as much as how
+# output. SqueezeNet 1.1 can fail the same way for another reason: torchvision's version ends
+# in a 1×1 convolution followed by a ReLU *before* the average pool, so once both class maps
+# turn negative the ReLU outputs zeros, both logits are 0, every image scores exactly 0.5 and
+# no gradient flows back to revive them (a "dead" classifier). A short budget measures *how fast* a model learns under one recipe as much as how
 # good it can become.
 #
 # What the paper's protocol — 500 epochs at 224 px — would cost on the machine that ran this
@@ -352,15 +355,22 @@ lab.ch02.check_pareto_front(pareto_front);
 #
 # CI fails this chapter if the benchmark silently degrades. On the stored results: all eleven
 # models were trained under the same settings and evaluated on the 660 test images; every
-# interval contains its point estimate; FLOPs and parameters are positive. The floors were set
-# from the measured `ci` run (values in brackets) with a margin, because a CPU without native
-# bf16 trains in fp32 and lands on slightly different weights:
-#
-# - no model is reliably *worse* than chance: every ROC AUC ≥ 0.40 (lowest measured: 0.48);
-# - at least 7 of the 11 models have a ROC AUC interval entirely above 0.5 (measured: 9);
-# - at least 5 models reach a ROC AUC of 0.80 (measured: 7), the best one 0.85 (measured: 0.90);
-# - ResNet-50, the paper's reference, reaches ROC AUC ≥ 0.78 and accuracy ≥ 0.68
-#   (measured: 0.85 and 0.76).
+# interval contains its point estimate; FLOPs and parameters are positive. The performance
+# floors below were set from a measured `ci` run with a margin, because a CPU without native
+# bf16 trains in fp32 and lands on slightly different weights; the table prints each floor
+# beside what this execution measured.
+
+# %%
+floors = pd.DataFrame([
+    ("lowest ROC AUC (no model reliably worse than chance)", 0.40, stored["roc_auc"].min()),
+    ("models with the whole AUC interval above 0.5", 7, int((stored["roc_auc_low"] > 0.5).sum())),
+    ("models with ROC AUC ≥ 0.80", 5, int((stored["roc_auc"] >= 0.80).sum())),
+    ("best ROC AUC", 0.85, stored["roc_auc"].max()),
+    ("ResNet-50 ROC AUC", 0.85, stored.loc["resnet50", "roc_auc"]),
+    ("ResNet-50 accuracy", 0.75, stored.loc["resnet50", "accuracy"]),
+], columns=["check", "floor", "measured"]).set_index("check")
+floors["passes"] = floors["measured"] >= floors["floor"]
+floors.round(3)
 
 # %%
 assert list(stored.index) == list(experiments.BASELINES)
@@ -369,10 +379,7 @@ assert settings.drop(columns=["model", "optimizer", "lr"]).nunique().max() == 1,
 for m in experiments.CI_METRICS:
     assert ((stored[f"{m}_low"] <= stored[m] + 1e-9) & (stored[m] <= stored[f"{m}_high"] + 1e-9)).all(), m
 assert (stored["params"] > 0).all() and (stored["gflops"] > 0).all() and (stored["latency_ms"] > 0).all()
-assert (stored["roc_auc"] >= 0.40).all(), stored["roc_auc"]
-assert (stored["roc_auc_low"] > 0.5).sum() >= 7, stored["roc_auc_low"]
-assert (stored["roc_auc"] >= 0.80).sum() >= 5 and stored["roc_auc"].max() >= 0.85, stored["roc_auc"]
-assert stored.loc["resnet50", "roc_auc"] >= 0.78 and stored.loc["resnet50", "accuracy"] >= 0.68
+assert floors["passes"].all(), floors[~floors["passes"]]
 print("✅ baseline checks passed")
 
 # %% [markdown]

@@ -674,9 +674,9 @@ lab.ch08.check_accuracy_drop(accuracy_drop);
 # CI fails this chapter if: the contamination counts are inconsistent (every contaminated image
 # has a copy in the training or the test split, the clean subset is non-empty and smaller than
 # the external set by exactly the number of contaminated images); the main model's external ROC
-# AUC falls below 0.65 or its external accuracy below 0.57 (measured in `ci`: 0.739 and 0.643;
-# the floors leave a margin for other CPUs); the ablation pair's external AUCs fall below 0.60
-# (measured 0.694 and 0.679); a paired test returns a p-value outside [0, 1]; the lossless demo
+# AUC falls below 0.65 or its external accuracy below 0.57, or the ablation pair's external
+# AUCs fall below 0.60 (floors set from measured `ci` runs with a margin for other CPUs; the
+# cell prints what this execution measured); a paired test returns a p-value outside [0, 1]; the lossless demo
 # copy does not get its source's score; a results file is missing; or a statement of the prose
 # above stops being true (every model loses AUC externally, mostly through specificity; the
 # copies of training images are classified better than the clean images and raise the
@@ -690,8 +690,12 @@ assert 0 < n_cont < n_ext and flags.copy_in_train.sum() > 0
 assert 0 < SUBSETS["clean (no copy)"].sum() == n_ext - n_cont
 assert sm.query("model == 'main' and subset == 'clean (no copy)'").n.iloc[0] == n_ext - n_cont
 assert s["main_external_roc_auc"] >= 0.65 and s["main_external_accuracy"] >= 0.57, s
-for name in ("ResNet-50", "ASFF"):
-    assert sm.query("model == @name and subset == 'all external'").roc_auc.iloc[0] >= 0.60, name
+pair_auc = {name: sm.query("model == @name and subset == 'all external'").roc_auc.iloc[0] for name in ("ResNet-50", "ASFF")}
+print(f"measured: main model external ROC AUC {s['main_external_roc_auc']:.3f} (floor 0.65), accuracy "
+      f"{s['main_external_accuracy']:.3f} (floor 0.57); ablation pair external ROC AUC "
+      + ", ".join(f"{k} {v:.3f}" for k, v in pair_auc.items()) + " (floor 0.60)")
+for name, auc in pair_auc.items():
+    assert auc >= 0.60, name
 assert paired[["mcnemar_p", "auc_p", "delong_p"]].apply(lambda c: c.between(0, 1)).all().all()
 assert abs(png_score - source_score) < 1e-6, (png_score, source_score)
 assert all(p.is_file() for p in written.values())

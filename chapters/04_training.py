@@ -80,8 +80,8 @@ print(textwrap.dedent(src[start:end]))
 # ### Where it runs: the device
 #
 # `profiles.resolve_device("auto")` picks CUDA if a GPU is visible, else Apple's MPS, else the
-# CPU. The profile can force a device: `ci` pins the CPU so that its numbers are deterministic
-# and the same on every machine, `full` says `auto`.
+# CPU. The profile can force a device: `ci` pins the CPU, where training is deterministic (the
+# same configuration and thread count give the same weights), `full` says `auto`.
 
 # %%
 print(f"auto → {profiles.resolve_device('auto')};  profile '{P.name}' asks for {P.device!r} → this page trains on {ch.device}")
@@ -91,13 +91,14 @@ print(f"auto → {profiles.resolve_device('auto')};  profile '{P.name}' asks for
 #
 # A recipe fixes the optimizer, the learning-rate schedule, the loss and the augmentation.
 # `paper` is the released code's protocol: Adam at a constant $10^{-5}$, batch 32, 500 epochs,
-# starting from ImageNet weights — a schedule built for fine-tuning, hopeless from scratch in
-# a few epochs. `fast` is this book's choice for the `ci` budget: AdamW
+# starting from ImageNet weights — a schedule for fine-tuning pretrained weights over hundreds
+# of epochs, whereas the `ci` budget is a dozen epochs from random weights. `fast` is this
+# book's choice for that budget: AdamW
 # {cite}`loshchilov2019adamw` with a one-cycle schedule {cite}`smith2019superconvergence`
 # (Exercise 2 writes it) and label smoothing {cite}`szegedy2016inception`, which trains a
 # ResNet-50 from random weights in a dozen epochs. The `ci` results below are therefore **not**
 # a reproduction of the paper's numbers — they check that the engine and the model learn; the
-# `full` profile and the `paper` recipe (section 3) are the comparable runs.
+# `paper` recipe under the `full` profile (section 3) is the comparable run.
 
 # %%
 recipes = pd.DataFrame({name: {**r.to_dict(), "augment": ", ".join(f"{k}={v}" for k, v in r.augment.to_dict().items() if v)}
@@ -129,8 +130,9 @@ print(paper.text_vs_code().loc["test_set_used_as_validation", "consequence"])
 #
 # A float has a sign, an exponent (range) and a mantissa (precision). bfloat16 keeps float32's
 # 8 exponent bits and drops the mantissa to 7 bits: the same range, about 2–3 significant
-# digits. float16 keeps 10 mantissa bits but only 5 exponent bits, so anything below about
-# $6\times10^{-5}$ becomes subnormal and then zero — which is where small gradients live:
+# digits. float16 keeps 10 mantissa bits but only 5 exponent bits: below about $6\times10^{-5}$
+# it loses precision (subnormal numbers) and below about $6\times10^{-8}$ it is zero — which is
+# where small gradients live:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -202,8 +204,9 @@ print(f"'{P.recipe}' recipe's policy:", train.get_recipe(P.recipe).augment.to_di
 #
 # ### Why the images are decoded once
 #
-# Decoding a JPEG and resizing it costs far more than a training step of a small model at 64 px.
-# The usual `ImageFolder` + `DataLoader` pipeline repeats that work every epoch;
+# Decoding and resizing a JPEG is work that does not change from one epoch to the next, yet the
+# usual `ImageFolder` + `DataLoader` pipeline repeats it every epoch — on a GPU, where a training
+# step takes a fraction of the time it takes on a CPU, it easily becomes the bottleneck.
 # `ImageTensorStore` decodes once (and caches the tensor on disk), after which a batch is an
 # index into a uint8 tensor. `bench.pipeline_comparison` times one epoch of each on the same
 # images — here 300 training images at the profile's size:
@@ -308,8 +311,9 @@ pd.DataFrame({"holds": {k: describe_entry(k, v) for k, v in ckpt.items()}})
 # On Colab the same property protects the real runs. `start_chapter` points the cache at Google
 # Drive when Drive is mounted (`SKINLESION_CACHE=/content/drive/MyDrive/skinlesion-cache`), so
 # every run folder — and its `last.pt` — lives on Drive. After a disconnect: reconnect, run
-# `from google.colab import drive; drive.mount("/content/drive")`, re-run the chapter, and
-# `runs.get_or_train(config)` resumes from the last finished epoch; at most one epoch is lost.
+# `from google.colab import drive; drive.mount("/content/drive")` *before* the chapter's first
+# code cell, re-run the chapter, and `runs.get_or_train(config)` resumes from the last finished
+# epoch; at most one epoch is lost.
 # On a GPU the resumed run is the same run, but bit-for-bit equality is not guaranteed: some
 # cuDNN kernels are not deterministic.
 #
@@ -406,10 +410,11 @@ print(f"Re-decoding every training image every epoch would have added about {nai
       f"(extrapolated from the 300-image measurement) to {timing['train_seconds']:.0f} s of training.")
 
 # %% [markdown]
-# For scale, the paper's headline numbers — from 224-px images, ImageNet weights and up to 500
-# epochs, with the test set watched during training — are below. The `ci` model sees 64-px
-# images from random weights for a few minutes; that it lands within reach says more about how
-# easy this balanced two-class subset is (chapter 01) than about the fusion (chapter 06).
+# For scale, the paper's headline numbers are below — from 224-px images, ImageNet weights and
+# 500 epochs, with the test set watched during training. The `ci` model sees 64-px images, from
+# random weights, for a dozen epochs. The gap between the two rows is the combined effect of
+# resolution, pretraining, budget and test-set watching; it says nothing yet about the fusion,
+# which chapter 06 isolates.
 
 # %%
 pd.DataFrame([{"claim": c.id, "paper (as printed)": c.value, "what": c.what}
@@ -430,7 +435,8 @@ pd.DataFrame({P.name: {k: getattr(P, k) for k in keys}, "full": {k: getattr(full
 # session. **Estimate, not a measurement** (no GPU run of this chapter exists yet). NVIDIA's
 # [ResNet-50 v1.5 benchmark](https://github.com/NVIDIA/DeepLearningExamples/blob/master/PyTorch/Classification/ConvNets/resnet50v1.5/README.md)
 # lists about 1,100 images/s for mixed-precision *inference* at batch 32 on a T4; a training
-# step costs roughly three forward passes, so about 350 images/s is a ceiling for training.
+# step costs roughly three forward passes, so a training throughput somewhat under 400 images/s
+# is the most to expect.
 # Assume 200 images/s for ASFF-ResNet50 at batch 32 in eager PyTorch, validation included:
 
 # %%
@@ -493,7 +499,7 @@ MODELS = {"ResNet-50": {"fusion": "none"}, "ASFF-ResNet50": {"fusion": "asff_tex
 rows = []
 for label, kwargs in MODELS.items():
     for mode in ("fp32", "bf16_channels_last"):
-        tp = bench.training_throughput("asff_resnet50", P.image_size, P.batch_size, mode, steps=4, warmup=1,
+        tp = bench.training_throughput("asff_resnet50", P.image_size, P.batch_size, mode, steps=3, warmup=1,
                                        device=P.device, model_kwargs=kwargs)
         rows.append({"model": label, "mode": mode, "images_per_second": tp.images_per_second,
                      "seconds_per_step": tp.seconds_per_step, "image_size": tp.image_size,
@@ -511,8 +517,10 @@ speed.round(3)
 # %% [markdown]
 # The ratio is the price of the fusion in training time on this machine (below 1: ASFF is
 # slower). Chapter 03 counts the same cost in multiply–adds; a timing also includes memory
-# traffic, which is why the two differ. The rows for each mode also show what mixed precision
-# and channels last buy here.
+# traffic and kernel overheads, so the two need not agree. The two rows also show what mixed
+# precision and channels last buy here. Three timed steps per setting keep this cell to seconds
+# on an idle machine; on a busy, shared one the numbers are noisy enough to reverse either
+# comparison, so read them together with the footer's run conditions.
 #
 # ## 5 · Saving the numbers
 #
