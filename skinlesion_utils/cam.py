@@ -442,6 +442,20 @@ def _reinitialise(block: nn.Module) -> None:
                 p.normal_(0.0, 0.02)
 
 
+def _checked_blocks(model: nn.Module, blocks: Sequence[str] | None) -> list[str]:
+    """``blocks`` (default: :func:`default_blocks`) after checking each names a submodule."""
+    inner = _unwrap(model)
+    blocks = list(blocks) if blocks is not None else default_blocks(model)
+    for b in blocks:
+        try:
+            inner.get_submodule(b)
+        except AttributeError:
+            raise ValueError(
+                f"No block {b!r} in {type(inner).__name__}; default_blocks(model) lists valid names."
+            ) from None
+    return blocks
+
+
 def randomisation_check(
     model: nn.Module,
     images,
@@ -490,15 +504,8 @@ def randomisation_check(
         raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}.")
     layer = target_layer if target_layer is not None else cam_target_layer(model)
     layer_name = _module_name(model, layer)
-    blocks = list(blocks) if blocks is not None else default_blocks(model)
     inner = _unwrap(model)
-    for b in blocks:
-        try:
-            inner.get_submodule(b)
-        except AttributeError:
-            raise ValueError(
-                f"No block {b!r} in {type(inner).__name__}; default_blocks(model) lists valid names."
-            ) from None
+    blocks = _checked_blocks(model, blocks)
 
     original, logits = compute_cams(model, images, layer, targets, method, batch_size, return_logits=True)
     fixed = list(np.argmax(logits, axis=1)) if targets is None else targets
@@ -1260,14 +1267,7 @@ def randomisation_maps(
     layer = target_layer if target_layer is not None else cam_target_layer(model)
     layer_name = _module_name(model, layer)
     inner = _unwrap(model)
-    blocks = list(blocks) if blocks is not None else default_blocks(model)
-    for b in blocks:
-        try:
-            inner.get_submodule(b)
-        except AttributeError:
-            raise ValueError(
-                f"No block {b!r} in {type(inner).__name__}; default_blocks(model) lists valid names."
-            ) from None
+    blocks = _checked_blocks(model, blocks)
     original, logits = compute_cams(model, images, layer, targets, method, batch_size, return_logits=True)
     fixed = list(np.argmax(logits, axis=1)) if targets is None else targets
     work = copy.deepcopy(inner)

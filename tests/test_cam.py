@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,40 +17,19 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from cam_support import TEST, count_hooks, real_images, test_files
+
 from skinlesion_utils import cam as C
 from skinlesion_utils.data import DataError, decode_image
 from skinlesion_utils.models import build_model, list_models
 
-DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-TEST = DATA / "isic_balanced" / "test"
 needs_data = pytest.mark.skipif(not TEST.is_dir(), reason="needs the course data folder: set SKINLESION_DATA")
-
-
-def _files(per_class: int) -> list[Path]:
-    return [p for cls in ("benign", "malignant") for p in sorted((TEST / cls).glob("*.jpg"))[:per_class]]
 
 
 @pytest.fixture(scope="module")
 def real64() -> torch.Tensor:
     """8 real test images (4 benign, 4 malignant), uint8 [8, 3, 64, 64]."""
-    if not TEST.is_dir():
-        pytest.skip("needs the course data folder: set SKINLESION_DATA")
-    return torch.from_numpy(np.stack([decode_image(p, 64) for p in _files(4)]))
-
-
-@pytest.fixture(scope="module")
-def asff():
-    return build_model("asff_resnet50", fusion="asff_text", seed=0)
-
-
-@pytest.fixture(scope="module")
-def resnet34():
-    return build_model("resnet34", seed=0)
-
-
-def _hooks(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+    return real_images(4)
 
 
 # --------------------------------------------------------------------------- target layers
@@ -98,26 +76,26 @@ def test_cam_map_sizes():
         for (name, fusion), sizes in expected.items():
             model = build_model(name, **({"fusion": fusion} if fusion else {}))
             assert [C.cam_map_size(model, s) for s in (64, 128, 224)] == sizes, name
-            assert _hooks(model) == 0
+            assert count_hooks(model) == 0
 
 
 # --------------------------------------------------------------------------- compute_cams
 def test_compute_cams_shape_range_batches_and_hooks_released(asff, real64):
     x = real64[[0, 1, 4, 5]]
     asff.train()  # the caller's mode must come back
-    assert _hooks(asff) == 0
+    assert count_hooks(asff) == 0
     cams, logits = C.compute_cams(asff, x, batch_size=3, return_logits=True)  # two batches: 3 + 1
     assert cams.shape == (4, 64, 64) and cams.dtype == np.float32
     assert logits.shape == (4, 2)
     assert cams.min() >= 0.0 and cams.max() <= 1.0
     assert (cams.reshape(4, -1).max(1) > 0.99).sum() >= 3  # min-max scaled maps reach 1
-    assert _hooks(asff) == 0  # every hook removed by the `with` block
+    assert count_hooks(asff) == 0  # every hook removed by the `with` block
     assert asff.training
     assert all(p.grad is None and p.requires_grad for p in asff.parameters())
     # batches are sliced and put back in order; the default target is the predicted class
     last = C.compute_cams(asff, x[3:], targets=[int(logits[3].argmax())])
     np.testing.assert_array_equal(last, cams[3:])
-    assert _hooks(asff) == 0
+    assert count_hooks(asff) == 0
 
 
 def test_compute_cams_is_grad_cam(resnet34, real64):
@@ -165,7 +143,7 @@ def test_compute_cams_input_checks(resnet34, real64):
         C.compute_cams(resnet34, x, method="gradcam3")
     with pytest.raises(ValueError, match="not a sub-module"):
         C.compute_cams(resnet34, x, target_layer=nn.Conv2d(3, 3, 1))
-    assert _hooks(resnet34) == 0
+    assert count_hooks(resnet34) == 0
 
 
 # --------------------------------------------------------------------------- sanity check
@@ -187,7 +165,7 @@ def test_randomisation_check_cams_change_and_model_untouched(resnet34, real64):
     blocks = ["fc", "layer4", "layer2", "conv1"]
     df = C.randomisation_check(resnet34, x, blocks=blocks, batch_size=4, seed=0)
     assert all(torch.equal(before[k], v) for k, v in resnet34.state_dict().items())
-    assert _hooks(resnet34) == 0
+    assert count_hooks(resnet34) == 0
     assert list(df.columns) == ["step", "block", "mode", "image", "spearman", "ssim", "flat"]
     assert len(df) == 3 * (1 + len(blocks))
     control = df[df.step == 0]
@@ -299,7 +277,7 @@ def test_approximate_mask_synthetic_lesion():
 
 @needs_data
 def test_approximate_mask_on_real_images():
-    imgs = np.stack([decode_image(p, 128) for p in _files(8)])  # 16 images
+    imgs = np.stack([decode_image(p, 128) for p in test_files(8)])  # 16 images
     masks = C.approximate_lesion_masks(imgs)
     assert masks.shape == (16, 128, 128) and masks.dtype == np.bool_
     cover = masks.mean((1, 2))
@@ -349,7 +327,7 @@ def checkpoint(tmp_path_factory, real64):
     from skinlesion_utils.train import fit, make_model_spec
 
     out = tmp_path_factory.mktemp("run")
-    store = ImageTensorStore(real64, torch.tensor([0] * 4 + [1] * 4), [str(p) for p in _files(4)], 64)
+    store = ImageTensorStore(real64, torch.tensor([0] * 4 + [1] * 4), [str(p) for p in test_files(4)], 64)
     model = build_model("lenet5", seed=0)
     fit(model, store, epochs=1, batch_size=8, out_dir=out, progress=False, amp="off",
         model_spec=make_model_spec("lenet5", image_size=64))
@@ -357,7 +335,7 @@ def checkpoint(tmp_path_factory, real64):
 
 
 def _image_folder(root: Path, flat: bool) -> Path:
-    for p in _files(2):
+    for p in test_files(2):
         dest = root / f"{p.parent.name}_{p.name}" if flat else root / p.parent.name / p.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.symlink_to(p)  # the images are CC-BY-NC: linked, never copied
@@ -385,7 +363,7 @@ def test_cli_cam_score_end_to_end(tmp_path, checkpoint, capsys):
     assert res["image_size"] == 64 and res["target_layer"] == "features.3" and res["cam_map_size"] == [26, 26]
     assert res["model"]["name"] == "lenet5"
     rows = res["per_image"]
-    assert [r["id"] for r in rows] == sorted(f"{p.parent.name}/{p.name}" for p in _files(2))
+    assert [r["id"] for r in rows] == sorted(f"{p.parent.name}/{p.name}" for p in test_files(2))
     assert [r["label"] for r in rows] == [0, 0, 1, 1]
     assert all(r["mask_kind"] == "approximate" for r in rows)
     # the command's numbers are the API's numbers

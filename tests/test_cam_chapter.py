@@ -7,48 +7,21 @@ initialised, at 64 px.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
+
+from cam_support import count_hooks, real_images
 
 from skinlesion_utils import cam as C
-from skinlesion_utils.data import decode_image
 from skinlesion_utils.models import build_model
-
-DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-TEST = DATA / "isic_balanced" / "test"
-
-
-def _files(per_class: int) -> list[Path]:
-    return [p for cls in ("benign", "malignant") for p in sorted((TEST / cls).glob("*.jpg"))[:per_class]]
-
 
 @pytest.fixture(scope="module")
 def real64() -> torch.Tensor:
     """6 real test images (3 benign, 3 malignant), uint8 [6, 3, 64, 64]."""
-    if not TEST.is_dir():
-        pytest.skip("needs the course data folder: set SKINLESION_DATA")
-    return torch.from_numpy(np.stack([decode_image(p, 64) for p in _files(3)]))
-
-
-@pytest.fixture(scope="module")
-def asff():
-    return build_model("asff_resnet50", fusion="asff_text", seed=0)
-
-
-@pytest.fixture(scope="module")
-def resnet34():
-    return build_model("resnet34", seed=0)
-
-
-def _hooks(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+    return real_images(3)
 
 
 # --------------------------------------------------------------------------- several layers
@@ -63,14 +36,14 @@ def test_compute_cams_layers_equals_one_call_per_layer(asff, resnet34, real64):
         np.testing.assert_allclose(maps[name], C.compute_cams(asff, x, layer), atol=1e-5)
     _, ref_logits = C.compute_cams(asff, x, return_logits=True)
     np.testing.assert_allclose(logits, ref_logits, atol=1e-5)
-    assert asff.training and _hooks(asff) == 0
+    assert asff.training and count_hooks(asff) == 0
     assert all(p.grad is None and p.requires_grad for p in asff.parameters())
     # layers given out of forward order, a module object, a list of names; explicit targets
     got = C.compute_cams_layers(resnet34, x, {"deep": None, "mid": resnet34.layer2[1]}, targets=1)
     np.testing.assert_allclose(got["mid"], C.compute_cams(resnet34, x, resnet34.layer2[1], targets=1), atol=1e-5)
     np.testing.assert_allclose(got["deep"], C.compute_cams(resnet34, x, targets=1), atol=1e-5)
     assert list(C.compute_cams_layers(resnet34, x[:1], [None, "layer3"])) == ["default", "layer3"]
-    assert _hooks(resnet34) == 0
+    assert count_hooks(resnet34) == 0
 
 
 def test_compute_cams_layers_backward_stops_at_the_lowest_target(resnet34, real64):
@@ -85,7 +58,7 @@ def test_compute_cams_layers_backward_stops_at_the_lowest_target(resnet34, real6
         assert calls, "compute_cams back-propagates through conv1"
     finally:
         h.remove()
-    assert _hooks(resnet34) == 0
+    assert count_hooks(resnet34) == 0
 
 
 def test_compute_cams_layers_errors(resnet34, real64):
@@ -97,7 +70,7 @@ def test_compute_cams_layers_errors(resnet34, real64):
         C.compute_cams_layers(resnet34, real64[:1], ["layer4.2.relu"])
     with pytest.raises(ValueError, match="Unknown method"):
         C.compute_cams_layers(resnet34, real64[:1], [None], method="gradcam3")
-    assert _hooks(resnet34) == 0
+    assert count_hooks(resnet34) == 0
 
 
 def test_resize_maps():
@@ -138,7 +111,7 @@ def test_randomisation_maps_are_the_checks_maps(resnet34, real64):
         got = [C.ssim(maps[0, i], maps[step, i]) for i in range(2)]
         np.testing.assert_allclose(got, want, atol=1e-9)
     assert not np.allclose(maps[1], maps[3])  # later steps randomise more
-    assert _hooks(resnet34) == 0
+    assert count_hooks(resnet34) == 0
     with pytest.raises(ValueError, match="No block 'layer7'"):
         C.randomisation_maps(resnet34, x, blocks=["layer7"])
 

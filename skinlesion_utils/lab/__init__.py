@@ -42,6 +42,7 @@ __all__ = [
     "Case",
     "Check",
     "describe",
+    "as_float_pair",
     "same_value",
     "BEGIN_MARKER",
     "END_MARKER",
@@ -178,6 +179,17 @@ def _fail(message: str) -> bool:
 def _shorten(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def as_float_pair(got: Any) -> tuple[float, float] | None:
+    """``got`` as two floats when it is a tuple or list of two numbers, else ``None`` (the checks
+    then say what kind of value came back, :func:`describe`)."""
+    if isinstance(got, (tuple, list)) and len(got) == 2:
+        try:
+            return float(got[0]), float(got[1])
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def describe(value: Any) -> str:

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import Case, Check, describe
+from . import Case, Check, as_float_pair, describe
 
 # ----------------------------------------------------------------- real data: a darkness rule
 
@@ -57,17 +57,8 @@ def _sens_spec_reference(cm: np.ndarray) -> tuple[float, float]:
     return float(sens), float(spec)
 
 
-def _pair(got) -> tuple[float, float] | None:
-    if isinstance(got, (tuple, list)) and len(got) == 2:
-        try:
-            return float(got[0]), float(got[1])
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
 def _sens_spec_compare(got, expected: tuple[float, float], case: Case) -> str | None:
-    pair = _pair(got)
+    pair = as_float_pair(got)
     if pair is None:
         return f"return a tuple (sensitivity, specificity) of two floats; got {describe(got)}."
     if np.allclose(pair, expected, atol=1e-9):
@@ -176,7 +167,7 @@ def _ci_reference(correct: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tup
 
 
 def _ci_compare(got, expected: tuple[float, float], case: Case) -> str | None:
-    pair = _pair(got)
+    pair = as_float_pair(got)
     if pair is None:
         return f"return a tuple (low, high) of two floats; got {describe(got)}."
     low, high = pair

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import Case, Check, describe
+from . import Case, Check, as_float_pair, describe
 
 # ----------------------------------------------------------------- Exercise 1: verdict
 
@@ -181,17 +181,8 @@ def _range_reference(recall: str, specificity: str, n_pos: int, n_neg: int) -> t
     return float(r["accuracy_min"]), float(r["accuracy_max"])
 
 
-def _as_pair(got) -> tuple[float, float] | None:
-    if isinstance(got, (tuple, list)) and len(got) == 2:
-        try:
-            return float(got[0]), float(got[1])
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
 def _range_compare(got, expected: tuple[float, float], case: Case) -> str | None:
-    pair = _as_pair(got)
+    pair = as_float_pair(got)
     if pair is None:
         return f"return a tuple (lowest, highest) of two floats; got {describe(got)}."
     exp_nan = all(math.isnan(v) for v in expected)
