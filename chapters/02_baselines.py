@@ -20,7 +20,7 @@
 # separate — and what it would take to do better.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/02_baselines.ipynb)
-# · **time:** ~6 min CPU (`ci`) · ~30 min on a Colab T4 (`full`, estimate)
+# · **time:** ~4 min CPU (`ci`) · ~30 min on a Colab T4 (`full`, estimate)
 #
 # ```{note}
 # The outputs stored on this page come from the `ci` profile executed on a 2-core CPU; the
@@ -110,8 +110,10 @@ print(f"the full profile: {full.bench_image_size} px, {full.bench_epochs} epochs
 #   {cite}`smith2019superconvergence`, label smoothing 0.1) and the same epoch budget. Each
 #   model's final-epoch weights are evaluated once on the 660 test images.
 # - **`ci` is a smoke-scale run.** 64-px images, from random initialisation (no ImageNet weights
-#   on a CI machine) and a budget of a few epochs, so that all eleven models train in a few
-#   minutes on two CPU cores. The image size cannot go lower: AlexNet's stride-4 stem and three
+#   on a CI machine), a budget of a few epochs and a fixed class-stratified subset of the
+#   training split (the count printed above; `data.stratified_subset`, the same images for every
+#   model and every seed of chapter 06), so that all eleven models train in a few minutes on two
+#   CPU cores. The image size cannot go lower: AlexNet's stride-4 stem and three
 #   max-pools reject anything below the size printed above. The paper trains at 224 px for 500
 #   epochs, mostly from ImageNet weights. `ci` numbers are therefore far below the paper's and
 #   only say whether the pipeline works and which models learn at all in a tiny budget.
@@ -259,8 +261,10 @@ print(collapsed[["roc_auc", "recall", "specificity"]].round(3).to_string())
 # output. SqueezeNet 1.1 can fail the same way for another reason: torchvision's version ends
 # in a 1×1 convolution followed by a ReLU *before* the average pool, so once both class maps
 # turn negative the ReLU outputs zeros, both logits are 0, every image scores exactly 0.5 and
-# no gradient flows back to revive them (a "dead" classifier). A short budget measures *how fast* a model learns under one recipe as much as how
-# good it can become.
+# no gradient flows back to revive them (a "dead" classifier, an AUC of exactly 0.5 in the table
+# above). Whether either failure strikes in a two-epoch run depends on the seed and the data
+# order: a short budget measures *how fast* a model learns under one recipe as much as how good
+# it can become.
 #
 # What the paper's protocol — 500 epochs at 224 px — would cost on the machine that ran this
 # page, extrapolated from each model's measured training throughput here and its FLOPs ratio

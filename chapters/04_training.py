@@ -271,7 +271,8 @@ train.seed_everything(0)
 try:
     train.fit(models.build_model("lenet5"), demo_train, demo_val, out_dir=work / "cut", on_epoch_end=drop_after_epoch_2, **demo)
 except Disconnect:
-    print("disconnected; last.pt holds epoch", train.read_checkpoint(work / "cut" / "last.pt")["epoch"])
+    ckpt = train.read_checkpoint(work / "cut" / "last.pt")  # what the resume below starts from
+    print("disconnected; last.pt holds epoch", ckpt["epoch"])
 
 train.seed_everything(123)  # a new session: other random initial weights, overwritten by the checkpoint
 resumed = models.build_model("lenet5")
@@ -281,17 +282,15 @@ resume_equal = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 print(f"resumed run trained {result.epochs_run} epoch(s); weights identical to the 3-epoch run: {resume_equal}")
 
 # %% [markdown]
-# What the checkpoint holds (the resumed run's `last.pt`):
+# What the checkpoint after the disconnect held — everything the resume needed:
 
 # %%
-ckpt = train.read_checkpoint(work / "cut" / "last.pt")
-
-
 def describe_entry(key, value):
     if key == "model":
         return f"{len(value)} tensors, {sum(v.numel() for v in value.values()):,} numbers"
     if key == "optimizer":
-        return f"{ckpt['settings']['recipe']['optimizer']} state of {len(value['state'])} parameter tensors + {len(value['param_groups'])} groups"
+        what = "released (no moments)" if value.get("released") else f"state of {len(value['state'])} parameter tensors"
+        return f"{ckpt['settings']['recipe']['optimizer']} {what} + {len(value['param_groups'])} groups"
     if key == "scheduler":
         return f"position: {value['last_epoch']} optimizer steps taken"
     if key == "scaler":
@@ -306,6 +305,15 @@ def describe_entry(key, value):
 
 
 pd.DataFrame({"holds": {k: describe_entry(k, v) for k, v in ckpt.items()}})
+
+# %% [markdown]
+# After the *final* epoch nothing will take another optimizer step, so `fit` writes that
+# `last.pt` without Adam's two moment buffers per weight (two thirds of its bytes; a resume of
+# a finished run only evaluates):
+
+# %%
+final = train.read_checkpoint(work / "cut" / "last.pt")
+print(f"epoch {final['epoch']}: optimizer {describe_entry('optimizer', final['optimizer'])}")
 
 # %% [markdown]
 # On Colab the same property protects the real runs. `start_chapter` points the cache at Google

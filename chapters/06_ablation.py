@@ -20,7 +20,7 @@
 # "gain or noise?"; and looks inside the fused models at the weights they learned.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/06_ablation.ipynb)
-# · **time:** ~6 min CPU (`ci`) · ~60 min on a Colab T4 (`full`, estimate)
+# · **time:** ~5 min CPU (`ci`) · ~60 min on a Colab T4 (`full`, estimate)
 #
 # ```{note}
 # The outputs stored on this page come from the `ci` profile executed on a 2-core CPU; the
@@ -78,8 +78,9 @@ CHAPTER = "06_ablation"
 #
 # `runs.ablation_config(fusion, seed, P)` fixes everything except the fusion and the seed — the
 # same configs chapters 07–09 load, so nothing is trained twice. The seed sets the
-# initialisation, the order of the training images and the augmentation draws; the validation
-# split and the 660 test images are the same for every run.
+# initialisation, the order of the training images and the augmentation draws; the training
+# images (column `train_images` below), the validation split and the 660 test images are the
+# same for every run.
 
 # %%
 configs = {f"{f} (seed {s})": runs.ablation_config(f, s, profile=P) for s in P.seeds for f in experiments.FUSIONS}
@@ -89,7 +90,8 @@ settings.drop(columns=["model"]).head(len(experiments.FUSIONS))
 
 # %% [markdown]
 # The `ci` budget is the same as chapter 02's: 64-px images, from random initialisation, a few
-# epochs, so that all runs fit in a few minutes on two CPU cores. At 64 px, layer3 is a 4×4 map
+# epochs and the same fixed class-stratified subset of the training split (`full` trains on all
+# 2,637 images), so that all runs fit in a few minutes on two CPU cores. At 64 px, layer3 is a 4×4 map
 # and layer4 2×2, so there is little *spatial* structure for `asff_spatial` to weigh. The `full`
 # profile (224 px: 14×14 and 7×7, ImageNet weights, five seeds) is what the question deserves;
 # its 30 runs take about an hour on a Colab T4 (an estimate from ResNet-50's throughput there).
@@ -170,10 +172,10 @@ paired.round(4)
 # %% [markdown]
 # ## Gain or noise?
 #
-# `experiments.gain_vs_noise` calls a gain *larger than noise* only if it has the same sign for
-# every seed, every seed's paired test rejects "no difference" at the 5 % level, and the mean
-# gain is more than twice the seed-to-seed standard deviation of the metric (of `none` and of
-# the fusion itself). With two seeds a standard deviation has one degree of freedom, so this is
+# `experiments.gain_vs_noise` calls a difference *larger than noise* — a gain, or a loss when
+# the fusion is worse than `none` — only if it has the same sign for every seed, every seed's
+# paired test rejects "no difference" at the 5 % level, and the mean difference is more than
+# twice the seed-to-seed standard deviation of the metric (of `none` and of the fusion itself). With two seeds a standard deviation has one degree of freedom, so this is
 # a screen, not a proof — which is why `full` uses five.
 
 # %%
@@ -187,6 +189,10 @@ print(f"paper: {gain.label} — on 660 test images that is {gain.number / 100 * 
 for f, g in acc_gain.items():
     print(f"  {f:13s} mean accuracy gain over none here: {100 * g:+.2f} points ({g * 660:+.1f} images), "
           f"verdict: {v.loc[(f, 'accuracy'), 'verdict']}")
+for r in paired[paired["kind"] == "seed noise"].itertuples():
+    print(f"seed noise: none (seed {r.seed}) against {r.versus}: {100 * r.accuracy_delta:+.2f} points, "
+          f"McNemar p = {r.mcnemar_p:.3f}, AUC difference [{r.auc_delta_low:+.3f}, {r.auc_delta_high:+.3f}] — "
+          f"{'a paired test alone would call this significant' if r.mcnemar_p < 0.05 or r.auc_delta_low > 0 or r.auc_delta_high < 0 else 'not significant'}")
 
 # %% [markdown]
 # ## What the three ASFF variants learn
@@ -369,8 +375,8 @@ lab.ch06.check_mcnemar_p(mcnemar_p);
 
 # %%
 floors = pd.DataFrame([
-    ("lowest test ROC AUC of any run", 0.82, table["roc_auc"].min()),
-    ("lowest test accuracy of any run", 0.72, table["accuracy"].min()),
+    ("lowest test ROC AUC of any run", 0.78, table["roc_auc"].min()),
+    ("lowest test accuracy of any run", 0.70, table["accuracy"].min()),
     ("mean ROC AUC of `none` (the baseline)", 0.85, table.loc[table["fusion"] == "none", "roc_auc"].mean()),
 ], columns=["check", "floor", "measured"]).set_index("check")
 floors["passes"] = floors["measured"] >= floors["floor"]
@@ -383,7 +389,7 @@ preds_back = experiments.load(CHAPTER, "predictions", profile=P).reset_index()
 assert (preds_back.groupby(["fusion", "seed"]).size() == 660).all()
 assert len(paired[paired["kind"] == "fusion"]) == (len(experiments.FUSIONS) - 1) * len(P.seeds)
 assert paired["mcnemar_p"].between(0, 1).all() and (paired["auc_delta_low"] <= paired["auc_delta_high"]).all()
-assert set(v["verdict"]) <= {"larger than noise", "within noise"}
+assert set(v["verdict"]) <= {"gain larger than noise", "loss larger than noise", "within noise"}
 assert w0["layer3_share"].between(0, 1).all()
 assert w0.loc[w0["fusion"] == "asff_code", "effective_n"].between(1, 1024 + 1e-6).all()
 assert floors["passes"].all(), floors[~floors["passes"]]

@@ -9,6 +9,6 @@ Import what a chapter needs from the submodules; the most used names are re-expo
 """
 from .profiles import Profile, profile, resolve_device
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Profile", "profile", "resolve_device", "__version__"]

@@ -843,6 +843,52 @@ def dataset_table(name: str) -> "pandas.DataFrame":  # noqa: F821
     return df
 
 
+def split_labels(name: str, split: str | None = None) -> np.ndarray:
+    """Labels (0 benign, 1 malignant) of a dataset split, read from its manifest (no decoding),
+    in the order of ``ImageTensorStore.from_dataset(name, split)``: sorted relative paths.
+
+    Raises:
+        DataError: an unknown split (naming the valid ones).
+    """
+    spec = get_spec(name)
+    if split is not None and split not in spec.splits:
+        raise DataError(
+            f"Dataset {name!r} has no split {split!r}; its splits are {list(spec.splits) or 'none (flat)'}."
+            " Fix: pass one of them, or split=None for all images."
+        )
+    rels = [r for r in sorted(spec.manifest_entries()) if split is None or r.split("/")[0] == split]
+    return np.array([CLASSES.index(PurePosixPath(r).parts[-2]) for r in rels], dtype=np.int64)
+
+
+def stratified_subset(name: str, split: str | None, n: int, seed: int = 0) -> list[int]:
+    """A fixed, class-stratified subset of ``n`` images of a dataset split (chapters 02 and 06
+    train the `ci` profile's many models on it, see ``Profile.bench_train_images``).
+
+    Args:
+        name, split: the dataset and split (as for ``ImageTensorStore.from_dataset``).
+        n: number of images, from 2 up to the split's size (the whole split is returned as is).
+        seed: the subset's seed; the same arguments always give the same indices.
+
+    Returns:
+        Sorted indices into the split's store order; class ratio that of the split (± 1 image).
+
+    Raises:
+        ValueError: ``n`` is below 2 or above the split's size.
+    """
+    from sklearn.model_selection import train_test_split
+
+    labels = split_labels(name, split)
+    if not 2 <= n <= len(labels):
+        raise ValueError(
+            f"A subset of {n} images of {name}/{split or 'all'} is impossible: the split holds {len(labels)}. "
+            f"Fix: choose n between 2 and {len(labels)} (or None for every image)."
+        )
+    if n == len(labels):
+        return list(range(n))
+    chosen, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed)
+    return sorted(int(i) for i in chosen)
+
+
 def image_file_table(root: Path, rels: Sequence[str] | None = None) -> "pandas.DataFrame":  # noqa: F821
     """One row per image file with its size and mode, read from the file headers only.
 

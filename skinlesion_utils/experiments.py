@@ -472,7 +472,8 @@ def gain_vs_noise(runs_table: pd.DataFrame, tests: pd.DataFrame, reference: str 
     For each fusion and metric: the per-seed gains ``metric(f, s) − metric(reference, s)``, their
     mean and sd, and the *seed noise* — the sd over seeds of the reference itself and of the
     fusion itself (how much the metric moves when only the seed changes). The verdict is
-    ``"larger than noise"`` only when all three hold:
+    ``"gain larger than noise"`` (or ``"loss larger than noise"`` for a negative gain) only when
+    all three hold:
 
     1. the gain has the same sign for every seed;
     2. every seed's paired test rejects "no difference" at ``alpha`` (McNemar for accuracy, the
@@ -523,7 +524,8 @@ def gain_vs_noise(runs_table: pd.DataFrame, tests: pd.DataFrame, reference: str 
                          "sd_gain": float(gains.std(ddof=1)) if len(seeds) > 1 else float("nan"),
                          "min_gain": float(gains.min()), "max_gain": float(gains.max()),
                          "reference_sd": ref_sd, "fusion_sd": f_sd, "seeds_significant": sig,
-                         "verdict": "larger than noise" if larger else "within noise"})
+                         "verdict": (("gain" if gains.mean() > 0 else "loss") + " larger than noise"
+                                     if larger else "within noise")})
     return pd.DataFrame(rows).set_index(["fusion", "metric"])
 
 

@@ -31,6 +31,9 @@ class Profile:
         batch_size: training batch size.
         bench_epochs: epoch budget per model in the many-model chapters (02, 06).
         bench_image_size: image size in the many-model chapters (02, 06).
+        bench_train_images: how many training images the many-model chapters (02, 06) train on
+            (a fixed class-stratified subset of the training split, ``data.stratified_subset``);
+            ``None`` = all 2,637.
         seeds: seeds of the seed-repeated experiments (chapter 06).
         recipe: default training recipe (``"fast"`` or ``"paper"``).
         pretrained: start from ImageNet weights (needs the internet once).
@@ -46,6 +49,7 @@ class Profile:
     batch_size: int
     bench_epochs: int
     bench_image_size: int
+    bench_train_images: int | None
     seeds: tuple[int, ...]
     recipe: str
     pretrained: bool
@@ -80,6 +84,7 @@ PROFILES: dict[str, dict] = {
         batch_size=64,
         bench_epochs=2,
         bench_image_size=64,
+        bench_train_images=2000,
         seeds=(0, 1),
         recipe="fast",
         pretrained=False,
@@ -93,6 +98,7 @@ PROFILES: dict[str, dict] = {
         batch_size=32,
         bench_epochs=10,
         bench_image_size=224,
+        bench_train_images=None,
         seeds=(0, 1, 2, 3, 4),
         recipe="fast",
         pretrained=True,

@@ -363,6 +363,8 @@ def release_optimizer_state(checkpoint: Path) -> int:
     A finished run is never resumed (``get_or_train`` returns it from ``results.json``), but
     Adam's two moment buffers per weight triple the checkpoint: 1.6 GB instead of 0.5 GB for
     VGG-16. A CI run trains two dozen models, so the run cache would otherwise hold over 10 GB.
+    ``train.fit`` already writes the final epoch's ``last.pt`` this way; this function releases
+    checkpoints written before it did (a no-op on the others).
     The weights, scheduler position, RNG states, history and settings stay; the optimizer keeps
     its ``param_groups`` and an empty ``state`` (a valid state: Adam would restart its moments),
     marked ``"released": True``. Written atomically; a checkpoint without optimizer state is
@@ -371,7 +373,7 @@ def release_optimizer_state(checkpoint: Path) -> int:
     Returns:
         The bytes saved (0 when there was nothing to release).
     """
-    from .train import _atomic_save
+    from .train import _atomic_save, released_optimizer_state
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -381,7 +383,7 @@ def release_optimizer_state(checkpoint: Path) -> int:
     if not isinstance(opt, dict) or not opt.get("state"):
         return 0
     before = checkpoint.stat().st_size
-    ckpt["optimizer"] = {"state": {}, "param_groups": opt.get("param_groups", []), "released": True}
+    ckpt["optimizer"] = released_optimizer_state(opt)
     _atomic_save(ckpt, checkpoint)
     return before - checkpoint.stat().st_size
 
@@ -420,9 +422,16 @@ def main_config(profile=None, **overrides) -> RunConfig:
 def ablation_config(fusion: str, seed: int, profile=None, **overrides) -> RunConfig:
     """One cell of the fusion ablation (chapter 06; chapters 07–09 load the ``none`` and
     ``asff_text`` runs as the like-for-like baseline/ASFF pair): ASFF-ResNet50 with ``fusion``
-    at the profile's many-model budget (``bench_image_size``, ``bench_epochs``)."""
+    at the profile's many-model budget (``bench_image_size``, ``bench_epochs``, and
+    ``bench_train_images``: a fixed class-stratified subset of the training split, seed 0, the
+    same for every model and seed)."""
+    from .data import stratified_subset
+
     prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
     base = dict(image_size=prof.bench_image_size, epochs=prof.bench_epochs, seed=seed)
+    dataset = overrides.get("dataset", RunConfig.dataset)
+    if prof.bench_train_images is not None and "train_subset" not in overrides:
+        base["train_subset"] = stratified_subset(dataset, "train", prof.bench_train_images, seed=0)
     base.update(overrides)
     return RunConfig.from_profile("asff_resnet50", {"fusion": fusion}, profile=prof, **base)
 

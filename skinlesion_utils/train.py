@@ -194,19 +194,32 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
         ) from None
 
 
+#: Devices on which ``torch.optim.Adam``/``AdamW`` have a fused kernel (one pass over every
+#: parameter instead of a loop of small ops): 1.7× faster training of VGG-16 (134 M parameters)
+#: and 6 % of ASFF-ResNet50 at 64 px on 2 CPU cores (chapter 02 measures it).
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe, lr: float | None = None) -> torch.optim.Optimizer:
-    """The recipe's optimizer; weight decay only on weights with ≥ 2 dimensions."""
+    """The recipe's optimizer; weight decay only on weights with ≥ 2 dimensions.
+
+    Adam and AdamW use PyTorch's fused implementation when every parameter is a floating-point
+    tensor on a device of :data:`FUSED_ADAM_DEVICES` (the same update rule, computed in one
+    kernel), else the default one. Call it after moving the model to its device.
+    """
     lr = recipe.lr if lr is None else lr
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    params = decay + no_decay
+    fused = bool(params) and all(p.device.type in FUSED_ADAM_DEVICES and p.is_floating_point() for p in params)
     name = recipe.optimizer.lower()
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr)
+        return torch.optim.Adam(groups, lr=lr, fused=fused or None)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
     raise ValueError(f"Unknown optimizer {recipe.optimizer!r} in recipe {recipe.name!r}; use adam, adamw or sgd.")
@@ -395,6 +408,16 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def released_optimizer_state(state: dict) -> dict:
+    """An optimizer ``state_dict`` without its per-parameter state (Adam's moments), marked
+    ``"released": True``; ``param_groups`` stay, so it still loads (the moments would restart).
+
+    Written into the final epoch's ``last.pt`` by :func:`fit` and by
+    ``runs.release_optimizer_state`` into older checkpoints (chapter 04 explains the run cache).
+    """
+    return {"state": {}, "param_groups": state.get("param_groups", []), "released": True}
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -745,9 +768,14 @@ def fit(
             rng_all = [rng]
         if is_main:
             weights = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+            # After the final epoch nothing steps again (a resume only evaluates), so Adam's two
+            # moment buffers per weight are not written: two thirds of the checkpoint's bytes.
+            opt_state = optimizer.state_dict()
+            if epoch + 1 == epochs:
+                opt_state = released_optimizer_state(opt_state)
             ckpt = {
                 "format": CHECKPOINT_FORMAT, "spec": spec, "settings": run_settings, "model": weights,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "optimizer": opt_state, "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": rng_all, "epoch": epoch + 1, "history": history,
                 "best_val_auc": best_auc,
             }

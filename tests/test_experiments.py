@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from skinlesion_utils import experiments as E
-from skinlesion_utils import paper
+from skinlesion_utils import data, paper
 from skinlesion_utils import runs as R
 from skinlesion_utils.data import ImageTensorStore
 from skinlesion_utils.models import build_model, count_flops, count_parameters
@@ -85,7 +85,10 @@ def test_baseline_config_uses_the_bench_budget_of_the_profile():
     assert full.image_size == profile("full").bench_image_size and full.pretrained is True
     table = E.settings_table({"vgg16": cfg, "vgg16 (paper)": paper_cfg})
     assert table.loc["vgg16", "optimizer"] == "adamw" and table.loc["vgg16 (paper)", "optimizer"] == "adam"
-    assert table.loc["vgg16", "train_images"] == "all"
+    assert table.loc["vgg16", "train_images"] == P.bench_train_images == len(cfg.train_subset)
+    assert cfg.train_subset == tuple(data.stratified_subset("isic_balanced", "train", P.bench_train_images))
+    assert full.train_subset is None and profile("full").bench_train_images is None
+    assert E.settings_table({"full": full}).loc["full", "train_images"] == "all"
 
 
 @pytest.mark.parametrize("name", ["lenet5", "squeezenet1_1", "alexnet"])
@@ -192,10 +195,15 @@ def test_paired_tests_and_the_noise_verdict():
     noise = tests[tests["kind"] == "seed noise"]
     assert len(noise) == 1 and noise.iloc[0]["versus"] == "none (seed 0)" and noise.iloc[0]["seed"] == 1
     verdict = E.gain_vs_noise(_runs_table(preds), tests)
-    assert verdict.loc[("better", "roc_auc"), "verdict"] == "larger than noise"
+    assert verdict.loc[("better", "roc_auc"), "verdict"] == "gain larger than noise"
     assert verdict.loc[("better", "accuracy"), "seeds_significant"] == 2
     assert verdict.loc[("same", "roc_auc"), "verdict"] == "within noise"
     assert verdict.loc[("same", "accuracy"), "verdict"] == "within noise"
+    # the other direction: measured against 'better', plain 'none' loses by more than noise
+    flipped = E.gain_vs_noise(_runs_table(preds), E.paired_tests(preds, reference="better", n_boot=400),
+                              reference="better")
+    assert flipped.loc[("none", "roc_auc"), "verdict"] == "loss larger than noise"
+    assert flipped.loc[("none", "roc_auc"), "mean_gain"] < 0
 
 
 def test_paired_tests_refuse_unpaired_predictions():

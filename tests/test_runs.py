@@ -137,10 +137,19 @@ def test_release_optimizer_state_shrinks_a_checkpoint_and_keeps_the_weights(subs
     store = ImageTensorStore.from_dataset("isic_balanced", split="train", resolution=16, progress=False).subset(list(cfg.train_subset))
     tr, va = T.train_val_split(store, 0.25, seed=0)
     model = tiny_fn(cfg)
-    T.fit(model, tr, va, recipe="fast", epochs=1, batch_size=32, seed=0, out_dir=tmp_path, device="cpu", progress=False)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop(row):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):  # a run stopped after epoch 1 of 2: its last.pt can resume
+        T.fit(model, tr, va, recipe="fast", epochs=2, batch_size=32, seed=0, out_dir=tmp_path, device="cpu",
+              progress=False, on_epoch_end=stop)
     path = tmp_path / "last.pt"
     before = T.read_checkpoint(path)
-    assert before["optimizer"]["state"]  # AdamW moments present during training
+    assert before["epoch"] == 1 and before["optimizer"]["state"]  # AdamW moments kept mid-run
     saved = R.release_optimizer_state(path)
     after = T.read_checkpoint(path)
     assert saved > 0 and after["optimizer"]["state"] == {}

@@ -6,6 +6,7 @@ DDP tests run real subprocesses.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from skinlesion_utils import train as T
 from skinlesion_utils.augment import AugmentConfig, augment_batch, as_augment
@@ -134,6 +136,32 @@ def test_recipes_paper_and_fast():
         T.get_recipe("slow")
 
 
+def test_make_optimizer_fuses_adam_on_cpu_with_the_same_update():
+    """The fused kernel is the speed-up chapter 02 relies on; it must compute Adam(W)'s update.
+
+    A linear model: every parameter gets a real gradient (a bias in front of BatchNorm gets only
+    rounding noise, which Adam's normalised step amplifies differently in any two kernels)."""
+    for recipe in (T.RECIPES["fast"], T.RECIPES["paper"]):
+        torch.manual_seed(0)
+        fused_model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
+        loop_model = copy.deepcopy(fused_model)
+        start = [p.detach().clone() for p in fused_model.parameters()]
+        fused = T.make_optimizer(fused_model, recipe)
+        assert all(g["fused"] is True for g in fused.param_groups)
+        loop = type(fused)([{"params": g["params"], "weight_decay": g["weight_decay"]}
+                            for g in T.make_optimizer(loop_model, recipe).param_groups],
+                           lr=fused.param_groups[0]["lr"], fused=False)
+        x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 2
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            for _ in range(3):
+                opt.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                opt.step()
+        for a, b, s in zip(fused_model.parameters(), loop_model.parameters(), start):
+            assert not torch.equal(a, s)  # the optimizer moved it
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_train_val_split_is_stratified_disjoint_and_complete(real16):
     store, _ = real16
     tr, va = T.train_val_split(store, 0.25, seed=0)
@@ -230,6 +258,8 @@ def test_resume_refuses_other_settings_and_finished_run_is_a_no_op(tmp_path):
     T.fit(_tiny(), store, None, epochs=2, batch_size=16, out_dir=tmp_path, progress=False, model_spec=spec)
     with pytest.raises(T.CheckpointError, match=r"batch_size: checkpoint 16 vs now 8"):
         T.fit(_tiny(), store, None, epochs=2, batch_size=8, out_dir=tmp_path, resume=True, progress=False, model_spec=spec)
+    final = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert final["epoch"] == 2 and final["optimizer"]["state"] == {} and final["optimizer"]["released"] is True
     m = _tiny(9)
     res = T.fit(m, store, None, epochs=2, batch_size=16, out_dir=tmp_path, resume=True, progress=False, model_spec=spec)
     assert res.epochs_run == 0 and len(res.history) == 2
