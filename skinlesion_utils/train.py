@@ -82,8 +82,9 @@ class Recipe:
         batch_size: default global batch size.
         augment: default augmentation policy.
         grad_clip: max global gradient norm, or ``None``.
-        per_model: take optimizer and learning rate per model from the paper's Table 1
-            (``skinlesion_utils.models.PAPER_TABLE1``) when it lists the model.
+        per_model: take optimizer and learning rate per model from the paper's recipes
+            (``skinlesion_utils.paper.recipe_table``: Table 1 where transcribed, else the
+            released training scripts) when they list the model.
     """
 
     name: str
@@ -105,12 +106,13 @@ class Recipe:
         """This recipe with the paper's per-model optimizer and learning rate, when it has them."""
         if not self.per_model or not model_name:
             return self
-        table = _paper_table1()
-        row = table.get(model_name) if table else None
+        from .paper import recipe_table
+
+        row = recipe_table().get(model_name)
         if not row:
             return self
         opt = str(row.get("optimizer", self.optimizer)).lower()
-        lr = float(row.get("lr", row.get("learning_rate", self.lr)))
+        lr = float(row.get("lr", self.lr))
         from dataclasses import replace
 
         return replace(self, optimizer=opt, lr=lr)
@@ -122,23 +124,16 @@ class Recipe:
         return d
 
 
-def _paper_table1() -> dict | None:
-    try:
-        from .models import PAPER_TABLE1  # type: ignore[attr-defined]
-    except Exception:  # models.py absent or without the table: the recipe's own values apply
-        return None
-    return PAPER_TABLE1
-
-
 #: The training recipes.
 #:
 #: ``paper`` — what the paper's released code does (``code/train_asff_resnet50.py`` and every
 #: baseline script of github.com/Grapesea/ASFF-ResNet50-enhanced): Keras ``Adam(learning_rate=
 #: 1e-5)`` (``--lr`` default), no schedule, batch 32, 500 epochs, categorical cross-entropy, and
 #: ``ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True)``.
-#: The released scripts use that same optimizer and learning rate for every model; when
-#: ``skinlesion_utils.models`` defines ``PAPER_TABLE1`` (``{model name: {"optimizer", "lr"}}``)
-#: the recipe takes a listed model's values from it instead. (The released code validates on
+#: The released scripts use that same optimizer and learning rate for every model; the recipe
+#: takes each model's values from ``paper.recipe_table()`` (the paper's Table 1 once it is
+#: transcribed in ``paper_claims.json``, else the released scripts), so a per-model entry there
+#: changes that model's training. (The released code validates on
 #: the test split every epoch; here validation is a split of the training images.)
 #:
 #: ``fast`` — the ``ci`` profile's recipe: AdamW (weight decay 0.05 on weights, none on biases
@@ -154,7 +149,7 @@ RECIPES: dict[str, Recipe] = {
         name="paper",
         description="The paper's protocol: Adam lr 1e-5 (constant), batch 32, 500 epochs, "
         "shift 0.1 + horizontal flip, plain cross-entropy; per-model optimizer/lr from "
-        "Table 1 where the models module lists it.",
+        "paper.recipe_table() (Table 1, else the released scripts).",
         optimizer="adam",
         lr=1e-5,
         schedule="constant",

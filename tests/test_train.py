@@ -136,6 +136,23 @@ def test_recipes_paper_and_fast():
         T.get_recipe("slow")
 
 
+def test_paper_recipe_takes_each_models_optimizer_and_lr_from_the_paper_recipes(monkeypatch):
+    from skinlesion_utils import paper as paper_module
+
+    paper = T.RECIPES["paper"]
+    table = paper_module.recipe_table()
+    for name in ("alexnet", "resnet50", "asff_resnet50"):
+        r = paper.for_model(name)
+        assert (r.optimizer, r.lr) == (table[name]["optimizer"], table[name]["lr"])
+    # a per-model entry (e.g. once Table 1 is transcribed) changes that model only
+    edited = {k: dict(v) for k, v in table.items()}
+    edited["alexnet"].update(optimizer="SGD", lr=0.01)
+    monkeypatch.setattr(paper_module, "recipe_table", lambda claims=None: edited)
+    assert (paper.for_model("alexnet").optimizer, paper.for_model("alexnet").lr) == ("sgd", 0.01)
+    assert paper.for_model("resnet50").lr == table["resnet50"]["lr"]
+    assert paper.for_model("no_such_model") is paper and T.RECIPES["fast"].for_model("alexnet") is T.RECIPES["fast"]
+
+
 def test_make_optimizer_fuses_adam_on_cpu_with_the_same_update():
     """The fused kernel is the speed-up chapter 02 relies on; it must compute Adam(W)'s update.
 
