@@ -365,15 +365,14 @@ lab.ch02.check_pareto_front(pareto_front);
 # beside what this execution measured.
 
 # %%
-floors = pd.DataFrame([
+floors = experiments.floors_table([
     ("lowest ROC AUC (no model reliably worse than chance)", 0.40, stored["roc_auc"].min()),
     ("models with the whole AUC interval above 0.5", 7, int((stored["roc_auc_low"] > 0.5).sum())),
     ("models with ROC AUC ≥ 0.80", 5, int((stored["roc_auc"] >= 0.80).sum())),
     ("best ROC AUC", 0.85, stored["roc_auc"].max()),
     ("ResNet-50 ROC AUC", 0.85, stored.loc["resnet50", "roc_auc"]),
     ("ResNet-50 accuracy", 0.75, stored.loc["resnet50", "accuracy"]),
-], columns=["check", "floor", "measured"]).set_index("check")
-floors["passes"] = floors["measured"] >= floors["floor"]
+])
 floors.round(3)
 
 # %%

@@ -175,8 +175,9 @@ paired.round(4)
 # `experiments.gain_vs_noise` calls a difference *larger than noise* — a gain, or a loss when
 # the fusion is worse than `none` — only if it has the same sign for every seed, every seed's
 # paired test rejects "no difference" at the 5 % level, and the mean difference is more than
-# twice the seed-to-seed standard deviation of the metric (of `none` and of the fusion itself). With two seeds a standard deviation has one degree of freedom, so this is
-# a screen, not a proof — which is why `full` uses five.
+# twice the seed-to-seed standard deviation of the metric (of `none` and of the fusion itself).
+# With two seeds a standard deviation has one degree of freedom, so this is a screen, not a
+# proof — which is why `full` uses five.
 
 # %%
 v = experiments.load(CHAPTER, "verdict", profile=P, index=["fusion", "metric"])
@@ -189,10 +190,11 @@ print(f"paper: {gain.label} — on 660 test images that is {gain.number / 100 * 
 for f, g in acc_gain.items():
     print(f"  {f:13s} mean accuracy gain over none here: {100 * g:+.2f} points ({g * 660:+.1f} images), "
           f"verdict: {v.loc[(f, 'accuracy'), 'verdict']}")
-for r in paired[paired["kind"] == "seed noise"].itertuples():
+noise = paired[paired["kind"] == "seed noise"]
+for r, rejects in zip(noise.itertuples(), experiments.rejects_no_difference(noise).any(axis=1)):
     print(f"seed noise: none (seed {r.seed}) against {r.versus}: {100 * r.accuracy_delta:+.2f} points, "
           f"McNemar p = {r.mcnemar_p:.3f}, AUC difference [{r.auc_delta_low:+.3f}, {r.auc_delta_high:+.3f}] — "
-          f"{'a paired test alone would call this significant' if r.mcnemar_p < 0.05 or r.auc_delta_low > 0 or r.auc_delta_high < 0 else 'not significant'}")
+          f"{'a paired test alone would call this significant' if rejects else 'not significant'}")
 
 # %% [markdown]
 # ## What the three ASFF variants learn
@@ -374,12 +376,11 @@ lab.ch06.check_mcnemar_p(mcnemar_p);
 # beside what this execution measured.
 
 # %%
-floors = pd.DataFrame([
+floors = experiments.floors_table([
     ("lowest test ROC AUC of any run", 0.78, table["roc_auc"].min()),
     ("lowest test accuracy of any run", 0.70, table["accuracy"].min()),
     ("mean ROC AUC of `none` (the baseline)", 0.85, table.loc[table["fusion"] == "none", "roc_auc"].mean()),
-], columns=["check", "floor", "measured"]).set_index("check")
-floors["passes"] = floors["measured"] >= floors["floor"]
+])
 floors.round(3)
 
 # %%

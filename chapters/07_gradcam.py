@@ -289,7 +289,7 @@ plt.show()
 # %%
 omega = experiments.fusion_weights(model_of["ASFF"], test)[:, 0].double()
 print(f"ω over the {len(test)} test images: median {omega.median():.2g}, largest {omega.max():.2g}; "
-      f"layer3 contributes under 1 % of the fused map on {(omega < 0.01).double().mean():.0%} of them")
+      f"layer3 contributes under 1 % of the fused map on {(omega < experiments.IGNORED_BELOW).double().mean():.0%} of them")
 
 # %% [markdown]
 # Whether maps that look plausible here are plausible on average is the next question.
@@ -580,9 +580,10 @@ for name, s in sanity.items():
 
 # %% [markdown]
 # Passing this check is necessary, not sufficient: it shows that the map depends on the
-# weights; failing it means the map cannot be read as an explanation of this model at all. Section 5 asks the other question — whether it depends on the image — and the two
-# answers can differ: a map can change completely with the weights and still be almost the same
-# for every image.
+# weights; failing it means the map cannot be read as an explanation of this model at all.
+# Section 5 asks the other question — whether it depends on the image — and the two answers
+# can differ: a map can change completely with the weights and still be almost the same for
+# every image.
 #
 # ## 8 · Hair and rulers
 #

@@ -45,7 +45,7 @@ import textwrap
 import pandas as pd
 from IPython.display import Markdown, display
 
-from skinlesion_utils import paper, reproduction, runs
+from skinlesion_utils import cam, paper, reproduction, runs
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("09_reproduction_audit")
@@ -216,7 +216,7 @@ display(Markdown(reproduction.group_lines(claims, "gradcam")))
 g = claims.loc["gradcam.lesion_regions"]
 for prof in reproduction.PROFILES_READ:
     if pd.notna(g[f"{prof}_low"]):
-        side = "above" if g[f"{prof}_low"] > 0 else "below" if g[f"{prof}_high"] < 0 else "not distinguishable from"
+        side = cam.interval_word(g[f"{prof}_low"], g[f"{prof}_high"])
         display(Markdown(f"Under `{prof}` ({g[f'{prof}_setting']}), the maps' share of energy inside the lesion mask "
                          f"is **{side} chance**: energy − chance = {g[prof]} (mean [95 % CI])."))
 

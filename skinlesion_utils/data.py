@@ -682,6 +682,25 @@ def _decode_all(root: Path, rels: Sequence[str], resolution: int, resize: str, p
     return torch.from_numpy(out)
 
 
+def _split_files(spec: DatasetSpec, split: str | None) -> list[str]:
+    """The manifest's relative paths of one split (all when ``None``), sorted: the store's order.
+
+    Raises:
+        DataError: an unknown split (naming the valid ones).
+    """
+    if split is not None and split not in spec.splits:
+        raise DataError(
+            f"Dataset {spec.name!r} has no split {split!r}; its splits are {list(spec.splits) or 'none (flat)'}."
+            " Fix: pass one of them, or split=None for all images."
+        )
+    return [r for r in sorted(spec.manifest_entries()) if split is None or r.split("/")[0] == split]
+
+
+def _labels_of(rels: Sequence[str]) -> list[int]:
+    """Labels from the class folder of each relative path (benign = 0, malignant = 1)."""
+    return [CLASSES.index(PurePosixPath(r).parts[-2]) for r in rels]
+
+
 class ImageTensorStore:
     """Images decoded once into memory: ``images`` uint8 [N,3,R,R], ``labels`` int64 [N], ``ids``.
 
@@ -734,21 +753,14 @@ class ImageTensorStore:
         spec = get_spec(name)
         if spec.kind != "images":
             raise DataError(f"Dataset {name!r} holds tables, not images. Fix: read it with pandas from locate({name!r}).")
-        if split is not None and split not in spec.splits:
-            raise DataError(
-                f"Dataset {name!r} has no split {split!r}; its splits are {list(spec.splits) or 'none (flat)'}."
-                " Fix: pass one of them, or split=None for all images."
-            )
+        rels = _split_files(spec, split)
         root = locate(name)
         key = f"{name}-{split or 'all'}-{spec.manifest_hash()[:12]}-{resolution}-{resize}"
         cache_file = default_cache_dir() / "tensors" / f"{key}.pt"
         if cache and cache_file.exists():
             blob = torch.load(cache_file, weights_only=True)
             return cls(blob["images"], blob["labels"], blob["ids"], resolution, source=f"{name}/{split or 'all'}")
-        rels = sorted(spec.manifest_entries())
-        if split is not None:
-            rels = [r for r in rels if r.split("/")[0] == split]
-        labels = torch.tensor([CLASSES.index(PurePosixPath(r).parts[-2]) for r in rels])
+        labels = torch.tensor(_labels_of(rels))
         images = _decode_all(root, rels, resolution, resize, progress)
         store = cls(images, labels, rels, resolution, source=f"{name}/{split or 'all'}")
         if cache:
@@ -850,14 +862,7 @@ def split_labels(name: str, split: str | None = None) -> np.ndarray:
     Raises:
         DataError: an unknown split (naming the valid ones).
     """
-    spec = get_spec(name)
-    if split is not None and split not in spec.splits:
-        raise DataError(
-            f"Dataset {name!r} has no split {split!r}; its splits are {list(spec.splits) or 'none (flat)'}."
-            " Fix: pass one of them, or split=None for all images."
-        )
-    rels = [r for r in sorted(spec.manifest_entries()) if split is None or r.split("/")[0] == split]
-    return np.array([CLASSES.index(PurePosixPath(r).parts[-2]) for r in rels], dtype=np.int64)
+    return np.array(_labels_of(_split_files(get_spec(name), split)), dtype=np.int64)
 
 
 def stratified_subset(name: str, split: str | None, n: int, seed: int = 0) -> list[int]:
@@ -881,7 +886,7 @@ def stratified_subset(name: str, split: str | None, n: int, seed: int = 0) -> li
     if not 2 <= n <= len(labels):
         raise ValueError(
             f"A subset of {n} images of {name}/{split or 'all'} is impossible: the split holds {len(labels)}. "
-            f"Fix: choose n between 2 and {len(labels)} (or None for every image)."
+            f"Fix: choose n between 2 and {len(labels)}."
         )
     if n == len(labels):
         return list(range(n))

@@ -61,6 +61,7 @@ __all__ = [
     "ci_strings",
     "ablation",
     "paired_tests",
+    "rejects_no_difference",
     "gain_vs_noise",
     "fusion_weights",
     "fusion_weight_summary",
@@ -73,6 +74,7 @@ __all__ = [
     "provenance_line",
     "gpu_reference",
     "paper_table_or_note",
+    "floors_table",
 ]
 
 #: The paper's comparison models, in the order of its Table 2 (``models.build_model`` names).
@@ -465,6 +467,19 @@ def paired_tests(predictions: pd.DataFrame, reference: str = "none", threshold: 
     return pd.DataFrame(rows)
 
 
+def rejects_no_difference(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per row of :func:`paired_tests`: does the paired test reject "no difference" at ``alpha``?
+
+    ``accuracy``: exact McNemar ``p < alpha``; ``roc_auc``: the bootstrap interval of the AUC
+    difference excludes 0. Used by :func:`gain_vs_noise` and by chapter 06 for its seed-noise row.
+
+    Returns:
+        Boolean DataFrame with columns ``accuracy`` and ``roc_auc``, on ``tests``' index.
+    """
+    return pd.DataFrame({"accuracy": tests["mcnemar_p"] < alpha,
+                         "roc_auc": (tests["auc_delta_low"] > 0) | (tests["auc_delta_high"] < 0)})
+
+
 def gain_vs_noise(runs_table: pd.DataFrame, tests: pd.DataFrame, reference: str = "none",
                   metrics: Sequence[str] = ("accuracy", "roc_auc"), alpha: float = 0.05) -> pd.DataFrame:
     """Is a fusion's gain over the reference larger than seed-to-seed noise?
@@ -495,7 +510,6 @@ def gain_vs_noise(runs_table: pd.DataFrame, tests: pd.DataFrame, reference: str 
         max_gain, reference_sd, fusion_sd, seeds_significant`` (how many seeds' tests reject),
         ``verdict``.
     """
-    test_cols = {"accuracy": "mcnemar_p", "roc_auc": None}
     rows = []
     ref = runs_table[runs_table["fusion"] == reference].set_index("seed")
     if ref.empty:
@@ -506,14 +520,11 @@ def gain_vs_noise(runs_table: pd.DataFrame, tests: pd.DataFrame, reference: str 
         mine = runs_table[runs_table["fusion"] == f].set_index("seed")
         seeds = sorted(set(mine.index) & set(ref.index))
         for m in metrics:
-            if m not in test_cols:
+            if m not in ("accuracy", "roc_auc"):
                 raise ValueError(f"gain_vs_noise: metric {m!r} has no paired test here; use 'accuracy' or 'roc_auc'.")
             gains = np.array([mine.loc[s, m] - ref.loc[s, m] for s in seeds], dtype=float)
             t = ftests[(ftests["fusion"] == f) & ftests["seed"].isin(seeds)]
-            if m == "accuracy":
-                sig = int((t["mcnemar_p"] < alpha).sum())
-            else:
-                sig = int(((t["auc_delta_low"] > 0) | (t["auc_delta_high"] < 0)).sum())
+            sig = int(rejects_no_difference(t, alpha)[m].sum())
             ref_sd = float(ref.loc[seeds, m].std(ddof=1)) if len(seeds) > 1 else float("nan")
             f_sd = float(mine.loc[seeds, m].std(ddof=1)) if len(seeds) > 1 else float("nan")
             noise = np.nanmax([ref_sd, f_sd]) if len(seeds) > 1 else float("nan")
@@ -911,3 +922,18 @@ def paper_table_or_note(n: int, claim_ids: Iterable[str] = (), claims: dict | No
     ids = [c for c in claim_ids if c in ct.index]
     claims = ct.loc[ids, ["value", "unit", "what", "status", "version", "location"]]
     return table, note, claims
+
+
+# =========================================================================== checks
+def floors_table(checks: Sequence[tuple[str, float, float]]) -> pd.DataFrame:
+    """The performance floors a chapter asserts, beside what its execution measured (chapters 02, 06).
+
+    Args:
+        checks: ``(check, floor, measured)`` triples; a check passes when ``measured >= floor``.
+
+    Returns:
+        DataFrame indexed by ``check`` with ``floor``, ``measured`` and ``passes``.
+    """
+    floors = pd.DataFrame(list(checks), columns=["check", "floor", "measured"]).set_index("check")
+    floors["passes"] = floors["measured"] >= floors["floor"]
+    return floors

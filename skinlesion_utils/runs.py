@@ -353,7 +353,6 @@ def train_into(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _atomic_write_text(folder / RESULTS_FILE, json.dumps(results, indent=1, default=_json_default))
-    release_optimizer_state(folder / "last.pt")
     return Run(folder)
 
 
@@ -363,8 +362,9 @@ def release_optimizer_state(checkpoint: Path) -> int:
     A finished run is never resumed (``get_or_train`` returns it from ``results.json``), but
     Adam's two moment buffers per weight triple the checkpoint: 1.6 GB instead of 0.5 GB for
     VGG-16. A CI run trains two dozen models, so the run cache would otherwise hold over 10 GB.
-    ``train.fit`` already writes the final epoch's ``last.pt`` this way; this function releases
-    checkpoints written before it did (a no-op on the others).
+    ``train.fit`` writes the final epoch's ``last.pt`` this way itself; this function is for a
+    checkpoint written otherwise (a run stopped mid-way and abandoned, or a checkpoint from an
+    older version of the package) and is a no-op on the others.
     The weights, scheduler position, RNG states, history and settings stay; the optimizer keeps
     its ``param_groups`` and an empty ``state`` (a valid state: Adam would restart its moments),
     marked ``"released": True``. Written atomically; a checkpoint without optimizer state is

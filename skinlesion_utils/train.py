@@ -190,8 +190,8 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
 
 
 #: Devices on which ``torch.optim.Adam``/``AdamW`` have a fused kernel (one pass over every
-#: parameter instead of a loop of small ops): 1.7× faster training of VGG-16 (134 M parameters)
-#: and 6 % of ASFF-ResNet50 at 64 px on 2 CPU cores (chapter 02 measures it).
+#: parameter instead of a loop of small ops). Measured on 2 CPU cores, ASFF-ResNet50 at 64 px,
+#: batch 64, bf16: 172 → 182 training images/s.
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 

@@ -206,6 +206,20 @@ def test_paired_tests_and_the_noise_verdict():
     assert flipped.loc[("none", "roc_auc"), "mean_gain"] < 0
 
 
+def test_rejects_no_difference_reads_each_paired_test():
+    tests = pd.DataFrame({"mcnemar_p": [0.01, 0.2, 0.04], "auc_delta_low": [0.01, -0.02, -0.05],
+                          "auc_delta_high": [0.03, 0.01, -0.01]})
+    got = E.rejects_no_difference(tests)
+    assert got["accuracy"].tolist() == [True, False, True] and got["roc_auc"].tolist() == [True, False, True]
+    assert E.rejects_no_difference(tests, alpha=0.03)["accuracy"].tolist() == [True, False, False]
+
+
+def test_floors_table_marks_each_check():
+    t = E.floors_table([("auc", 0.8, 0.85), ("count", 7, 6), ("equal", 0.5, 0.5)])
+    assert t["passes"].tolist() == [True, False, True] and list(t.index) == ["auc", "count", "equal"]
+    assert list(t.columns) == ["floor", "measured", "passes"]
+
+
 def test_paired_tests_refuse_unpaired_predictions():
     preds = _synthetic_predictions()
     bad = preds.copy()
