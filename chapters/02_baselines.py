@@ -222,13 +222,13 @@ paper_t2 if paper_t2 is not None else claims
 # device, date and commit — never otherwise.
 
 # %%
-others = experiments.stored(CHAPTER, "baselines", exclude=P.name)
+others = experiments.other_profiles(CHAPTER, "baselines", P.name, experiments.baseline_summary)
 if not others:
     print(f"No stored results of another profile for {CHAPTER} (results/full/{CHAPTER}/ is written by a real "
           "`full` run of this chapter on a GPU).")
-for name, (t, m) in others.items():
-    print(f"{name}: {experiments.provenance_line(m)}")
-    display(experiments.ci_strings(t, ["accuracy", "roc_auc"]).join(t[["gflops", "train_seconds"]]))  # noqa: F821
+for line, summary in others:
+    print(line)
+    display(summary)  # noqa: F821
 
 # %% [markdown]
 # ## What these numbers can and cannot say

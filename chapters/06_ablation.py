@@ -274,10 +274,9 @@ else:
     print(f"McNemar b = {mc.get('b')}, c = {mc.get('c')}, p = {mc.get('p_value', float('nan')):.3g}; "
           f"AUC difference {ad.get('delta', float('nan')):+.4f} [{ad.get('low', float('nan')):+.4f}, "
           f"{ad.get('high', float('nan')):+.4f}]")
-others = experiments.stored(CHAPTER, "runs", exclude=P.name)
-for name, (t, m) in others.items():
-    print(f"{name}: {experiments.provenance_line(m)}")
-    display(metrics.mean_sd_table(t.reset_index(), "fusion", ["accuracy", "roc_auc"])[["accuracy", "roc_auc"]])  # noqa: F821
+for line, summary in experiments.other_profiles(CHAPTER, "runs", P.name, experiments.ablation_summary):
+    print(line)
+    display(summary)  # noqa: F821
 
 # %% [markdown]
 # ## Exercises

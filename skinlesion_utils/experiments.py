@@ -71,6 +71,9 @@ __all__ = [
     "save",
     "load",
     "stored",
+    "other_profiles",
+    "baseline_summary",
+    "ablation_summary",
     "provenance_line",
     "gpu_reference",
     "paper_table_or_note",
@@ -848,6 +851,36 @@ def stored(chapter: str, name: str, exclude: str | None = None, root=None) -> di
             table = pd.read_csv(folder / f"{name}.csv", index_col=0)
             out[pname] = (table, json.loads((folder / "meta.json").read_text()))
     return out
+
+
+def other_profiles(chapter: str, name: str, exclude: str, summarise: Callable[[pd.DataFrame], pd.DataFrame],
+                   root=None) -> list[tuple[str, pd.DataFrame]]:
+    """What chapters 02 and 06 show beside their own results: every *other* profile's stored
+    copy of a table (a ``full`` one only when a GPU run wrote it), as ``(provenance line,
+    summarise(table))`` — the line names the profile, device, date and commit.
+
+    Args:
+        chapter, name, exclude, root: as :func:`stored`.
+        summarise: turns the stored table into what the page displays
+            (:func:`baseline_summary`, :func:`ablation_summary`).
+    """
+    return [(f"{pname}: {provenance_line(meta)}", summarise(table))
+            for pname, (table, meta) in stored(chapter, name, exclude=exclude, root=root).items()]
+
+
+def baseline_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 02's view of a stored ``baselines`` table: accuracy and ROC AUC with their
+    intervals, GFLOPs and training seconds, one row per model."""
+    return ci_strings(table, ["accuracy", "roc_auc"]).join(table[["gflops", "train_seconds"]])
+
+
+def ablation_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 06's view of a stored ``runs`` table: mean ± sd over seeds of accuracy and ROC
+    AUC, one row per fusion."""
+    from .metrics import mean_sd_table
+
+    frame = table.reset_index() if "fusion" not in table.columns else table
+    return mean_sd_table(frame, "fusion", ["accuracy", "roc_auc"])[["accuracy", "roc_auc"]]
 
 
 def provenance_line(meta: Mapping) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from skinlesion_utils import runs as R
 from skinlesion_utils.data import ImageTensorStore
 from skinlesion_utils.models import build_model, count_flops, count_parameters
 from skinlesion_utils.profiles import profile
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 needs_data = pytest.mark.skipif(not (DATA / "isic_balanced").is_dir(), reason="needs SKINLESION_DATA")
@@ -152,6 +155,27 @@ def test_benchmark_tables_files_and_stored_copies(subset, tmp_path, capsys):
     other = E.stored("02_baselines", "baselines", exclude="ci", root=root)
     assert list(other) == ["full"] and list(other["full"][0].index) == ["narrow"]
     assert other["full"][1]["profile"] == "full"
+
+
+@pytest.mark.parametrize("chapter, name, summarise, rows", [
+    ("02_baselines", "baselines", E.baseline_summary, len(E.BASELINES)),
+    ("06_ablation", "runs", E.ablation_summary, len(E.FUSIONS)),
+])
+def test_other_profiles_shows_a_full_copy_of_the_real_results_with_provenance(tmp_path, chapter, name, summarise, rows):
+    """The pages show a `full` results file beside their own when one exists: stand the
+    repository's stored `ci` results in for it and render them as the chapters do."""
+    source = ROOT / "results" / "ci" / chapter  # committed with the executed chapters
+    target = tmp_path / "results" / "full" / chapter
+    target.mkdir(parents=True)
+    shutil.copy(source / f"{name}.csv", target / f"{name}.csv")
+    meta = json.loads((source / "meta.json").read_text())
+    (target / "meta.json").write_text(json.dumps({**meta, "profile": "full"}))
+    assert E.other_profiles(chapter, name, "full", summarise, root=tmp_path) == []
+    [(line, summary)] = E.other_profiles(chapter, name, "ci", summarise, root=tmp_path)
+    prov = meta["provenance"]
+    assert line.startswith("full: profile 'full'") and prov["device"] in line and prov["commit"][:10] in line
+    assert len(summary) == rows and {"accuracy", "roc_auc"} <= set(summary.columns)
+    assert summary["accuracy"].astype(str).str.contains(r"0\.\d{3}").all()
 
 
 # ------------------------------------------------------------------------------ the ablation
