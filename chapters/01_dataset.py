@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from skinlesion_utils import audit, data, paper, plots
+from skinlesion_utils import audit, data, paper, plots, splits
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("01_dataset")
@@ -191,31 +191,31 @@ plt.show()
 # ### A balanced subset, done properly
 #
 # A balanced subset of ISIC 2020 keeps every malignant image and draws as many benign images at
-# random, with a seed (`audit.balanced_sample`). Then the split: **by patient**, stratified by
-# label (`audit.grouped_split`, scikit-learn's `StratifiedGroupKFold`), so that no patient is
+# random, with a seed (`splits.balanced_sample`). Then the split: **by patient**, stratified by
+# label (`splits.grouped_split`, scikit-learn's `StratifiedGroupKFold`), so that no patient is
 # on both sides.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-sample, report = audit.balanced_sample(meta, "benign_malignant", seed=0)
+sample, report = splits.balanced_sample(meta, "benign_malignant", seed=0)
 print(report.round(4).to_string())
 print(f"{len(sample)} images of {sample['patient_id'].nunique()} patients; "
       f"up to {sample.groupby('patient_id').size().max()} images of one patient")
 
 # %% [markdown]
 # Compare the grouped split with the naive one, an image-level stratified
-# `train_test_split`, and count (`audit.patient_overlap`) how many test images have their
+# `train_test_split`, and count (`splits.patient_overlap`) how many test images have their
 # patient — or their very lesion — in the training set:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-grouped_train, grouped_test = audit.grouped_split(sample, "patient_id", "target", test_size=0.2, seed=0)
+grouped_train, grouped_test = splits.grouped_split(sample, "patient_id", "target", test_size=0.2, seed=0)
 naive_train, naive_test = train_test_split(sample, test_size=0.2, random_state=0, stratify=sample["target"])
 rows = {}
 for name, (tr, te) in {"naive (image-level)": (naive_train, naive_test),
                        "grouped by patient": (grouped_train, grouped_test)}.items():
-    by_patient = audit.patient_overlap(tr, te, "patient_id")
-    by_lesion = audit.patient_overlap(tr, te, "lesion_id")
+    by_patient = splits.patient_overlap(tr, te, "patient_id")
+    by_lesion = splits.patient_overlap(tr, te, "lesion_id")
     rows[name] = {
         "train images": len(tr), "test images": len(te), "test malignant": f"{te['target'].mean():.1%}",
         "test patients": by_patient.test_groups, "of them also in train": by_patient.n_shared,
@@ -227,8 +227,8 @@ print(leak_table.to_string())
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 2.2))
-naive_leak = audit.patient_overlap(naive_train, naive_test, "patient_id").leaked_fraction
-grouped_leak = audit.patient_overlap(grouped_train, grouped_test, "patient_id").leaked_fraction
+naive_leak = splits.patient_overlap(naive_train, naive_test, "patient_id").leaked_fraction
+grouped_leak = splits.patient_overlap(grouped_train, grouped_test, "patient_id").leaked_fraction
 ax.barh(["grouped by patient", "naive (image-level)"], [100 * grouped_leak, 100 * naive_leak], color=["tab:green", "tab:red"])
 ax.set(xlabel="% of test images whose patient is also in train", xlim=(0, 100),
        title="Balanced ISIC 2020 subset, 4:1 split")
@@ -678,7 +678,7 @@ assert len(meta) == 33126 and int(meta["target"].sum()) == 584 and len(dups) == 
 assert (first["patient_id"].values == second["patient_id"].values).all()
 assert len(fingerprints) == len(ids) == 3297 and (fingerprints["quant_table"] != "").all()
 assert report["kept"].nunique() == 1 and report.loc["malignant", "dropped"] == 0
-assert audit.patient_overlap(grouped_train, grouped_test, "patient_id").n_shared == 0
+assert splits.patient_overlap(grouped_train, grouped_test, "patient_id").n_shared == 0
 assert naive_leak > 0.2, "the naive split should leak patients"
 basic = copies[copies["edit"].isin(["JPEG quality 50", "half size", "centre crop 95 %"])]
 assert (basic["distance"] <= T).mean() >= 0.95
@@ -696,8 +696,8 @@ print("✅ data audit checks passed")
 #   patient and an official duplicates list. At that prevalence "always benign" is 98 % accurate,
 #   and a 93 %-accurate classifier's positive calls are mostly wrong: accuracy on a rebalanced
 #   set says little about clinical use.
-# - A subset must be sampled with a seed and split **by patient** (`audit.balanced_sample`,
-#   `audit.grouped_split`); an image-level split puts about half of the test images next to
+# - A subset must be sampled with a seed and split **by patient** (`splits.balanced_sample`,
+#   `splits.grouped_split`); an image-level split puts about half of the test images next to
 #   their patient's other images in training. Lesion ids are not enough.
 # - The paper's set {cite}`asff2025` is not a subset of ISIC 2020 (1,497 malignant images against
 #   584 in all of ISIC 2020), not exactly balanced, and ships without ids; it is the public Kaggle

@@ -52,7 +52,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from skinlesion_utils import augment, bench, data, models, paper, plots, profiles, runs, train
+from skinlesion_utils import augment, bench, data, models, paper, plots, profiles, runs, splits, train
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("04_training")
@@ -122,7 +122,7 @@ print(paper.text_vs_code().loc["test_set_used_as_validation", "consequence"])
 
 # %% [markdown]
 # `fit` never sees the test images. `runs.get_or_train` carves a stratified validation split
-# from the training images (`train.train_val_split`, 15 %), uses it for the history and for
+# from the training images (`splits.train_val_split`, 15 %), uses it for the history and for
 # `best.pt`, and evaluates the *last* epoch's weights on the test set once, after training — so
 # no choice is made on the test set, not even which epoch to keep.
 #
@@ -247,7 +247,7 @@ print(f"one-time decode of all {n_train_split} training images (what the store p
 
 # %%
 small = train_store.subset(list(range(0, len(train_store), 8)))
-demo_train, demo_val = train.train_val_split(small, 0.25, seed=0)
+demo_train, demo_val = splits.train_val_split(small, 0.25, seed=0)
 demo = dict(recipe="fast", epochs=3, batch_size=32, seed=0, device="cpu", progress=False,
             model_spec=train.make_model_spec("lenet5", image_size=P.image_size))
 work = P.cache_dir / "ch04-resume-demo"

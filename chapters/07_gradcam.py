@@ -52,7 +52,7 @@ import torch
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from skinlesion_utils import cam, data, experiments, models, paper, plots, runs
+from skinlesion_utils import cam, data, experiments, models, paper, plots, runs, splits
 from skinlesion_utils.chapter import start_chapter
 
 set_matplotlib_formats("jpeg")  # this page is mostly photographs: JPEG keeps it a few MB, PNG would not
@@ -303,7 +303,7 @@ print(f"ω over the {len(test)} test images: median {omega.median():.2g}, larges
 # yourself on twelve seeded random test images:
 
 # %%
-look = cam.stratified_subset(y, 6, seed=3)
+look = splits.per_class_subset(y, 6, seed=3)
 fig = plots.image_grid(show.images[look], titles=[f"{test.ids[i].split('/')[1]} · {masks[i].mean():.0%} of image" for i in look],
                        ncols=6, figsize=(11, 4.2))
 for ax, i in zip(fig.axes, look):
@@ -488,7 +488,7 @@ image_dependence.round(3)
 
 # %%
 N_ROAD = max(16, 2 * round(16 * (64 / R) ** 2))  # even: half per class
-road_idx = cam.stratified_subset(y, N_ROAD // 2, seed=0)
+road_idx = splits.per_class_subset(y, N_ROAD // 2, seed=0)
 t0 = time.perf_counter()
 road = []
 for name, model in model_of.items():
@@ -514,7 +514,7 @@ road_summary.round(3)
 # map is constant (all zero after Grad-CAM's ReLU) counts as $\rho = 0$.
 
 # %%
-sanity_idx = cam.stratified_subset(y, 8, seed=1)
+sanity_idx = splits.per_class_subset(y, 8, seed=1)
 t0 = time.perf_counter()
 sanity = {}
 for name, model in model_of.items():

@@ -62,12 +62,13 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
 from .data import IMAGE_EXTENSIONS, DataError, to_rgb
+from .splits import require_columns
 
 HASH_METHODS: tuple[str, ...] = ("phash", "dhash", "phash+dhash")
 DEFAULT_METHOD = "phash+dhash"
@@ -617,190 +618,6 @@ def duplicate_clusters(pairs: pd.DataFrame, files: Sequence[str | os.PathLike]) 
     return pd.Series(order[labels], index=pd.Index(names, name="file"), name="cluster")
 
 
-def _require_columns(df: pd.DataFrame, *cols: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise KeyError(f"Column(s) {missing} not in the table; it has {list(df.columns)}. Fix: pass existing column names.")
-
-
-def grouped_split(
-    df: pd.DataFrame, group_col: str, label_col: str, test_size: float = 0.2, seed: int = 0
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split rows into train/test so that no group is on both sides, stratified by label.
-
-    Uses scikit-learn's ``StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)``
-    with ``k = round(1 / test_size)`` and returns its first fold as the test set, so the
-    test fraction is about ``1/k`` (0.2 → 5 folds → ~20 %); the class ratios of both sides
-    stay close to the whole table's as far as the group sizes allow.
-
-    Args:
-        df: one row per image.
-        group_col: patient id, lesion id, or a duplicate cluster (:func:`duplicate_clusters`).
-        label_col: class label column.
-        test_size: wanted test fraction, in (0, 0.5].
-        seed: seeds the shuffle; the same seed gives the same split.
-
-    Returns:
-        ``(train_df, test_df)``: row subsets of ``df`` in its original order (index kept).
-
-    Raises:
-        ValueError: missing group ids, fewer groups than folds, or a bad ``test_size``.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    _require_columns(df, group_col, label_col)
-    if not 0 < test_size <= 0.5:
-        raise ValueError(f"test_size={test_size}: expected a fraction in (0, 0.5], e.g. 0.2.")
-    n_missing = int(df[group_col].isna().sum())
-    if n_missing:
-        raise ValueError(
-            f"{n_missing} row(s) have no {group_col!r}. A missing id would put possibly-related "
-            "images on both sides. Fix: fill them, e.g. with duplicate clusters "
-            "(duplicate_clusters(find_near_duplicates(files), files)) or one unique id per row "
-            "if you know the images are unrelated."
-        )
-    if df[label_col].isna().any():
-        raise ValueError(f"Column {label_col!r} has missing labels. Fix: drop or label those rows first.")
-    k = max(2, round(1 / test_size))
-    n_groups = df[group_col].nunique()
-    if n_groups < k:
-        raise ValueError(f"Only {n_groups} distinct {group_col!r} value(s); need at least {k} groups for test_size={test_size}.")
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    y = pd.factorize(df[label_col], sort=True)[0]
-    groups = pd.factorize(df[group_col], sort=True)[0]
-    train_idx, test_idx = next(splitter.split(np.zeros(len(df)), y, groups))
-    return df.iloc[np.sort(train_idx)], df.iloc[np.sort(test_idx)]
-
-
-def balanced_sample(
-    df: pd.DataFrame,
-    label_col: str,
-    n_per_class: int | Mapping[object, int] | None = None,
-    *,
-    ratio: Mapping[object, float] | None = None,
-    seed: int = 0,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded class-balanced (or fixed-ratio) random sample of a metadata table.
-
-    Exactly one way to say how many rows each class keeps:
-
-    * ``n_per_class=None, ratio=None`` — every class down to the smallest class's count;
-    * ``n_per_class=int`` — that many of every class; a mapping gives one count per class;
-    * ``ratio={label: weight}`` — the largest sample with those proportions, e.g.
-      ``{"benign": 1800, "malignant": 1497}`` (the paper's ratio).
-
-    Args:
-        df: table with one row per image.
-        label_col: class column.
-        seed: ``numpy.random.default_rng(seed)`` draws the rows, classes in sorted order.
-
-    Returns:
-        ``(sample, report)``: ``sample`` — the kept rows in ``df``'s original order;
-        ``report`` — one row per class (index = label) with ``available``, ``kept``,
-        ``dropped`` and ``kept_fraction``.
-
-    Raises:
-        ValueError: a class asked for more rows than it has, unknown labels, both
-        ``n_per_class`` and ``ratio`` given.
-    """
-    _require_columns(df, label_col)
-    if n_per_class is not None and ratio is not None:
-        raise ValueError("Give n_per_class or ratio, not both.")
-    counts = df[label_col].value_counts().sort_index()
-    labels = list(counts.index)
-    if isinstance(n_per_class, Mapping) or isinstance(ratio, Mapping):
-        given = n_per_class if n_per_class is not None else ratio
-        unknown = [k for k in given if k not in counts.index]
-        absent = [k for k in labels if k not in given]
-        if unknown or absent:
-            raise ValueError(
-                f"Classes {list(given)} do not match the table's classes {labels} "
-                f"(unknown: {unknown}, not given: {absent}). Fix: give one entry per class."
-            )
-    if ratio is not None:
-        w = pd.Series({k: float(ratio[k]) for k in labels})
-        if (w <= 0).any():
-            raise ValueError(f"ratio weights must be positive, got {dict(w)}.")
-        scale = float((counts / w).min())  # the class that runs out first sets the size
-        want = {k: int(np.floor(w[k] * scale + 1e-9)) for k in labels}
-    elif n_per_class is None:
-        want = {k: int(counts.min()) for k in labels}
-    elif isinstance(n_per_class, Mapping):
-        want = {k: int(n_per_class[k]) for k in labels}
-    else:
-        want = {k: int(n_per_class) for k in labels}
-    short = {k: (want[k], int(counts[k])) for k in labels if want[k] > counts[k] or want[k] < 0}
-    if short:
-        raise ValueError(
-            "Cannot draw that many rows: "
-            + ", ".join(f"class {k!r} wants {w} but has {c}" for k, (w, c) in short.items())
-            + ". Fix: lower n_per_class (or use ratio=...)."
-        )
-    rng = np.random.default_rng(seed)
-    values = df[label_col].to_numpy()
-    chosen = []
-    for k in labels:
-        pos = np.flatnonzero(values == k)
-        chosen.append(rng.choice(pos, size=want[k], replace=False))
-    keep = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
-    sample = df.iloc[keep]
-    kept = pd.Series(want)
-    report = pd.DataFrame({"available": counts, "kept": kept, "dropped": counts - kept})
-    report["kept_fraction"] = report["kept"] / report["available"]
-    report.index.name = label_col
-    return sample, report
-
-
-@dataclass(frozen=True)
-class GroupOverlap:
-    """How much of a test set shares a group (patient, lesion) with its training set.
-
-    Attributes:
-        shared: the group ids present on both sides (sorted).
-        train_groups, test_groups: distinct ids per side (missing ids not counted).
-        test_rows: rows of the test table.
-        test_rows_leaked: test rows whose group is also in train.
-    """
-
-    shared: tuple
-    train_groups: int
-    test_groups: int
-    test_rows: int
-    test_rows_leaked: int
-
-    @property
-    def n_shared(self) -> int:
-        return len(self.shared)
-
-    @property
-    def leaked_fraction(self) -> float:
-        """Fraction of test rows whose group also appears in training (0 for a clean split)."""
-        return self.test_rows_leaked / self.test_rows if self.test_rows else 0.0
-
-    def __str__(self) -> str:
-        return (
-            f"{self.n_shared} of {self.test_groups} test groups also in train; "
-            f"{self.test_rows_leaked}/{self.test_rows} test rows ({self.leaked_fraction:.1%}) leak"
-        )
-
-
-def patient_overlap(train_df: pd.DataFrame, test_df: pd.DataFrame, group_col: str) -> GroupOverlap:
-    """Groups (e.g. ``patient_id``) that appear in both ``train_df`` and ``test_df``.
-
-    Rows with a missing id cannot be matched and are not counted as leaked.
-    """
-    _require_columns(train_df, group_col)
-    _require_columns(test_df, group_col)
-    tr = set(train_df[group_col].dropna())
-    te = set(test_df[group_col].dropna())
-    shared = tr & te
-    leaked = int(test_df[group_col].isin(shared).sum())
-    return GroupOverlap(tuple(sorted(shared, key=str)), len(tr), len(te), len(test_df), leaked)
-
-
-# ----------------------------------------------------------------------------- data sets, copies
-
-
 def hash_dataset(
     name: str,
     split: str | None = None,
@@ -992,7 +809,7 @@ def annotate_pairs(pairs: pd.DataFrame, dataset_a: str, dataset_b: str | None = 
         parts = Path(f).parts
         return parts[-2] if len(parts) > 1 and parts[-2] in CLASSES else ""
 
-    _require_columns(pairs, "file_a", "file_b", "distance", "method")
+    require_columns(pairs, "file_a", "file_b", "distance", "method")
     out = pd.DataFrame(index=pairs.index)
     for side, name in (("a", dataset_a), ("b", dataset_b or dataset_a)):
         files = pairs[f"file_{side}"].astype(str)
@@ -1020,7 +837,7 @@ def pair_summary(pairs: pd.DataFrame, n_a: int, n_b: int) -> dict:
         whose classes differ) and ``b_with_copy_by_split_a`` (distinct ``b`` images with a copy
         in each split of ``a``).
     """
-    _require_columns(pairs, "file_a", "file_b", "distance")
+    require_columns(pairs, "file_a", "file_b", "distance")
     b_with = int(pairs["file_b"].nunique())
     out = {
         "pairs": int(len(pairs)),
@@ -1299,20 +1116,17 @@ __all__ = [
     "AUDIT_CHAPTER",
     "COPY_TRANSFORMS",
     "ENV_RESULTS",
-    "GroupOverlap",
     "HashTable",
     "PAIRS_FILES",
     "add_audit_parser",
     "annotate_pairs",
     "audit_main",
-    "balanced_sample",
     "clear_hash_cache",
     "compute_embeddings",
     "compute_hashes",
     "copy_distances",
     "duplicate_clusters",
     "find_near_duplicates",
-    "grouped_split",
     "hamming_distance_histogram",
     "hash_dataset",
     "hash_pairs",
@@ -1322,7 +1136,6 @@ __all__ = [
     "pair_gallery",
     "pair_summary",
     "paired_distances",
-    "patient_overlap",
     "read_audit_pairs",
     "results_dir",
     "results_root",

@@ -1092,7 +1092,6 @@ __all__ += [
     "summary_table",
     "paired_localisation",
     "thin_dark_structures",
-    "stratified_subset",
     "select_examples",
 ]
 
@@ -1495,23 +1494,6 @@ def thin_dark_structures(images, lesion_masks=None, *, radius: float = 0.03, thr
             m &= ~cv2.dilate(lm[i].astype(np.uint8), disk).astype(bool)
         masks[i] = m
     return masks.mean(axis=(1, 2)).astype(np.float64), masks
-
-
-def stratified_subset(labels, per_class: int, seed: int = 0) -> np.ndarray:
-    """A seeded random subset with ``per_class`` images of each class: ``int64`` indices, sorted.
-
-    Raises:
-        ValueError: a class has fewer than ``per_class`` images.
-    """
-    y = np.asarray(_np(labels))
-    rng = np.random.default_rng(seed)
-    picks = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if len(idx) < per_class:
-            raise ValueError(f"class {c} has {len(idx)} images, fewer than per_class={per_class}.")
-        picks.append(rng.choice(idx, size=per_class, replace=False))
-    return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
 def select_examples(y_true, pred_a, pred_b, per_group: int = 1, seed: int = 0) -> "pd.DataFrame":  # noqa: F821

@@ -682,7 +682,7 @@ def _decode_all(root: Path, rels: Sequence[str], resolution: int, resize: str, p
     return torch.from_numpy(out)
 
 
-def _split_files(spec: DatasetSpec, split: str | None) -> list[str]:
+def split_files(spec: DatasetSpec, split: str | None) -> list[str]:
     """The manifest's relative paths of one split (all when ``None``), sorted: the store's order.
 
     Raises:
@@ -696,7 +696,7 @@ def _split_files(spec: DatasetSpec, split: str | None) -> list[str]:
     return [r for r in sorted(spec.manifest_entries()) if split is None or r.split("/")[0] == split]
 
 
-def _labels_of(rels: Sequence[str]) -> list[int]:
+def labels_of(rels: Sequence[str]) -> list[int]:
     """Labels from the class folder of each relative path (benign = 0, malignant = 1)."""
     return [CLASSES.index(PurePosixPath(r).parts[-2]) for r in rels]
 
@@ -753,14 +753,14 @@ class ImageTensorStore:
         spec = get_spec(name)
         if spec.kind != "images":
             raise DataError(f"Dataset {name!r} holds tables, not images. Fix: read it with pandas from locate({name!r}).")
-        rels = _split_files(spec, split)
+        rels = split_files(spec, split)
         root = locate(name)
         key = f"{name}-{split or 'all'}-{spec.manifest_hash()[:12]}-{resolution}-{resize}"
         cache_file = default_cache_dir() / "tensors" / f"{key}.pt"
         if cache and cache_file.exists():
             blob = torch.load(cache_file, weights_only=True)
             return cls(blob["images"], blob["labels"], blob["ids"], resolution, source=f"{name}/{split or 'all'}")
-        labels = torch.tensor(_labels_of(rels))
+        labels = torch.tensor(labels_of(rels))
         images = _decode_all(root, rels, resolution, resize, progress)
         store = cls(images, labels, rels, resolution, source=f"{name}/{split or 'all'}")
         if cache:
@@ -853,45 +853,6 @@ def dataset_table(name: str) -> "pandas.DataFrame":  # noqa: F821
         df.loc["total"] = df.sum()
     df["total"] = df.sum(axis=1)
     return df
-
-
-def split_labels(name: str, split: str | None = None) -> np.ndarray:
-    """Labels (0 benign, 1 malignant) of a dataset split, read from its manifest (no decoding),
-    in the order of ``ImageTensorStore.from_dataset(name, split)``: sorted relative paths.
-
-    Raises:
-        DataError: an unknown split (naming the valid ones).
-    """
-    return np.array(_labels_of(_split_files(get_spec(name), split)), dtype=np.int64)
-
-
-def stratified_subset(name: str, split: str | None, n: int, seed: int = 0) -> list[int]:
-    """A fixed, class-stratified subset of ``n`` images of a dataset split (chapters 02 and 06
-    train the `ci` profile's many models on it, see ``Profile.bench_train_images``).
-
-    Args:
-        name, split: the dataset and split (as for ``ImageTensorStore.from_dataset``).
-        n: number of images, from 2 up to the split's size (the whole split is returned as is).
-        seed: the subset's seed; the same arguments always give the same indices.
-
-    Returns:
-        Sorted indices into the split's store order; class ratio that of the split (± 1 image).
-
-    Raises:
-        ValueError: ``n`` is below 2 or above the split's size.
-    """
-    from sklearn.model_selection import train_test_split
-
-    labels = split_labels(name, split)
-    if not 2 <= n <= len(labels):
-        raise ValueError(
-            f"A subset of {n} images of {name}/{split or 'all'} is impossible: the split holds {len(labels)}. "
-            f"Fix: choose n between 2 and {len(labels)}."
-        )
-    if n == len(labels):
-        return list(range(n))
-    chosen, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed)
-    return sorted(int(i) for i in chosen)
 
 
 def image_file_table(root: Path, rels: Sequence[str] | None = None) -> "pandas.DataFrame":  # noqa: F821

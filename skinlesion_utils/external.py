@@ -43,6 +43,7 @@ import pandas as pd
 from . import audit
 from . import metrics as M
 from .data import CLASSES, DataError
+from .splits import require_columns
 
 __all__ = [
     "CHAPTER",
@@ -161,7 +162,7 @@ def contamination_flags(ids: Sequence[str], pairs: pd.DataFrame, trained_ids: Se
     ids = [str(i) for i in ids]
     if len(set(ids)) != len(ids):
         raise ValueError("ids holds repeated entries. Fix: pass each external image once (store.ids).")
-    audit._require_columns(pairs, "file_a", "file_b", "distance")
+    require_columns(pairs, "file_a", "file_b", "distance")
     unknown = sorted(set(pairs["file_b"].astype(str)) - set(ids))
     if unknown:
         raise ValueError(
@@ -212,7 +213,7 @@ def external_split(ids: Sequence[str]) -> pd.Series:
 
 # =========================================================================== subsets
 def _arrays(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    audit._require_columns(predictions, "y_true", "y_score")
+    require_columns(predictions, "y_true", "y_score")
     return predictions["y_true"].to_numpy(np.int64), predictions["y_score"].to_numpy(np.float64)
 
 

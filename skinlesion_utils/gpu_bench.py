@@ -63,7 +63,8 @@ def run_benchmark(args) -> dict:
     """Measure throughput, train the reference pair, write the results; returns the summary."""
     from .metrics import auc_difference, classification_report, mcnemar, report_with_ci
     from .models import build_model
-    from .train import fit, predict, seed_everything, train_val_split
+    from .splits import train_val_split
+    from .train import fit, predict, seed_everything
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

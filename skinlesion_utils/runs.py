@@ -276,7 +276,8 @@ def train_into(
     """
     from .data import ImageTensorStore
     from .metrics import classification_report
-    from .train import _atomic_write_text, fit, make_model_spec, predict, seed_everything, train_val_split
+    from .splits import train_val_split
+    from .train import _atomic_write_text, fit, make_model_spec, predict, seed_everything
 
     folder = Path(folder)
     if (folder / RESULTS_FILE).is_file() and resume:
@@ -425,7 +426,7 @@ def ablation_config(fusion: str, seed: int, profile=None, **overrides) -> RunCon
     at the profile's many-model budget (``bench_image_size``, ``bench_epochs``, and
     ``bench_train_images``: a fixed class-stratified subset of the training split, seed 0, the
     same for every model and seed)."""
-    from .data import stratified_subset
+    from .splits import stratified_subset
 
     prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
     base = dict(image_size=prof.bench_image_size, epochs=prof.bench_epochs, seed=seed)
@@ -460,7 +461,7 @@ def validation_split(run: "Run | RunConfig"):
         RuntimeError: the rebuilt split does not have the run's recorded sizes.
     """
     from .data import ImageTensorStore
-    from .train import train_val_split
+    from .splits import train_val_split
 
     cfg = run.config if isinstance(run, Run) else run
     full = ImageTensorStore.from_dataset(cfg.dataset, split="train", resolution=cfg.image_size, progress=False)

@@ -319,26 +319,6 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     return (x.float() - mean) / std
 
 
-def train_val_split(store, val_fraction: float = 0.15, seed: int = 0):
-    """Carve a stratified validation store out of a training store.
-
-    Args:
-        store: an ``ImageTensorStore`` (N images).
-        val_fraction: share of the images that go to validation, in (0, 1).
-        seed: split seed.
-
-    Returns:
-        ``(train_store, val_store)``; both keep the class ratio of ``store`` (± 1 image).
-    """
-    from sklearn.model_selection import train_test_split
-
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1); found {val_fraction}.")
-    idx = np.arange(len(store))
-    tr, va = train_test_split(idx, test_size=val_fraction, stratify=store.labels.numpy(), random_state=seed)
-    return store.subset(np.sort(tr)), store.subset(np.sort(va))
-
-
 def make_model_spec(name: str, kwargs: dict | None = None, *, image_size: int | None = None,
                     num_classes: int = 2) -> dict:
     """A self-describing model spec for checkpoints: name + kwargs + input conventions."""

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skinlesion_utils import audit
+from skinlesion_utils import audit, splits
 
 DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BAL = DATA / "isic_balanced"
@@ -218,51 +218,51 @@ def test_embedding_method_accepts_any_module(planted):
 @needs_meta
 def test_grouped_split_is_grouped_stratified_and_seeded():
     meta = pd.read_csv(META)
-    train, test = audit.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=0)
+    train, test = splits.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=0)
     assert len(train) + len(test) == len(meta)
     assert not set(train.patient_id) & set(test.patient_id)
     assert abs(len(test) / len(meta) - 0.2) < 0.03
     # stratified: the malignant rate (1.8 %) is kept on both sides
     rate = meta.target.mean()
     assert abs(test.target.mean() - rate) < 0.002 and abs(train.target.mean() - rate) < 0.002
-    again = audit.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=0)[1]
-    other = audit.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=1)[1]
+    again = splits.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=0)[1]
+    other = splits.grouped_split(meta, "patient_id", "target", test_size=0.2, seed=1)[1]
     assert test.index.equals(again.index) and not test.index.equals(other.index)
     # the leakage a naive row-level split makes, and the grouped split does not
     from sklearn.model_selection import train_test_split
 
     naive_train, naive_test = train_test_split(meta, test_size=0.2, random_state=0, stratify=meta.target)
-    naive = audit.patient_overlap(naive_train, naive_test, "patient_id")
-    clean = audit.patient_overlap(train, test, "patient_id")
+    naive = splits.patient_overlap(naive_train, naive_test, "patient_id")
+    clean = splits.patient_overlap(train, test, "patient_id")
     assert naive.leaked_fraction > 0.5 and naive.n_shared > 100
     assert clean.n_shared == 0 and clean.leaked_fraction == 0.0
     assert clean.test_groups == test.patient_id.nunique()
     missing = meta.head(50).copy()
     missing.loc[missing.index[3], "patient_id"] = None
     with pytest.raises(ValueError, match="duplicate_clusters"):
-        audit.grouped_split(missing, "patient_id", "target")
+        splits.grouped_split(missing, "patient_id", "target")
 
 
 @needs_meta
 def test_balanced_sample_is_seeded_and_reports_drops():
     meta = pd.read_csv(META)
-    sample, report = audit.balanced_sample(meta, "benign_malignant", seed=0)
+    sample, report = splits.balanced_sample(meta, "benign_malignant", seed=0)
     n_mal = int((meta.benign_malignant == "malignant").sum())
     assert sample.benign_malignant.value_counts().to_dict() == {"benign": n_mal, "malignant": n_mal}
     assert report.loc["benign", "dropped"] == (meta.benign_malignant == "benign").sum() - n_mal
     assert report.loc["malignant", "dropped"] == 0
     assert (report.available == report.kept + report.dropped).all()
-    same, _ = audit.balanced_sample(meta, "benign_malignant", seed=0)
-    other, _ = audit.balanced_sample(meta, "benign_malignant", seed=1)
+    same, _ = splits.balanced_sample(meta, "benign_malignant", seed=0)
+    other, _ = splits.balanced_sample(meta, "benign_malignant", seed=1)
     assert sample.index.equals(same.index) and not sample.index.equals(other.index)
     assert sample.index.is_monotonic_increasing  # original order kept
-    small, rep = audit.balanced_sample(meta, "target", n_per_class=100, seed=3)
+    small, rep = splits.balanced_sample(meta, "target", n_per_class=100, seed=3)
     assert small.target.value_counts().to_dict() == {0: 100, 1: 100} and rep.kept.tolist() == [100, 100]
-    ratio, rep = audit.balanced_sample(meta, "benign_malignant", ratio={"benign": 1800, "malignant": 1497}, seed=0)
+    ratio, rep = splits.balanced_sample(meta, "benign_malignant", ratio={"benign": 1800, "malignant": 1497}, seed=0)
     assert rep.loc["malignant", "kept"] == n_mal
     assert rep.loc["benign", "kept"] == int(np.floor(1800 / 1497 * n_mal))
     with pytest.raises(ValueError, match="has 584"):
-        audit.balanced_sample(meta, "benign_malignant", n_per_class=600)
+        splits.balanced_sample(meta, "benign_malignant", n_per_class=600)
 
 
 def test_duplicate_clusters_follow_chains():

@@ -15,7 +15,7 @@ import torch
 
 from cam_support import count_hooks, real_images
 
-from skinlesion_utils import cam as C
+from skinlesion_utils import cam as C, splits
 from skinlesion_utils.models import build_model
 
 @pytest.fixture(scope="module")
@@ -288,13 +288,13 @@ def test_thin_dark_structures_on_real_images(real64):
 # --------------------------------------------------------------------------- selection
 def test_stratified_subset():
     y = np.array([0] * 10 + [1] * 5)
-    idx = C.stratified_subset(y, 3, seed=1)
+    idx = splits.per_class_subset(y, 3, seed=1)
     assert len(idx) == 6 and (np.diff(idx) > 0).all()
     assert (y[idx] == 0).sum() == 3 and (y[idx] == 1).sum() == 3
-    np.testing.assert_array_equal(idx, C.stratified_subset(y, 3, seed=1))
-    assert not all(np.array_equal(idx, C.stratified_subset(y, 3, seed=s)) for s in range(2, 6))
+    np.testing.assert_array_equal(idx, splits.per_class_subset(y, 3, seed=1))
+    assert not all(np.array_equal(idx, splits.per_class_subset(y, 3, seed=s)) for s in range(2, 6))
     with pytest.raises(ValueError, match="fewer than per_class"):
-        C.stratified_subset(y, 6)
+        splits.per_class_subset(y, 6)
 
 
 def test_select_examples_groups():

@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skinlesion_utils import data, profiles
+from skinlesion_utils import data, profiles, splits
 
 DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BAL = DATA / "isic_balanced"
@@ -108,26 +108,26 @@ def test_unknown_profile_is_a_clear_error(monkeypatch):
 
 def test_split_labels_follow_the_store_order_without_decoding():
     store = data.ImageTensorStore.from_dataset("isic_balanced", split="train", resolution=16, progress=False)
-    labels = data.split_labels("isic_balanced", "train")
+    labels = splits.split_labels("isic_balanced", "train")
     assert np.array_equal(labels, store.labels.numpy())
     assert np.bincount(labels).tolist() == [1440, 1197]
-    assert len(data.split_labels("isic_balanced")) == 3297
+    assert len(splits.split_labels("isic_balanced")) == 3297
     with pytest.raises(data.DataError, match="no split 'val'"):
-        data.split_labels("isic_balanced", "val")
+        splits.split_labels("isic_balanced", "val")
 
 
 def test_stratified_subset_is_fixed_stratified_and_checked():
-    labels = data.split_labels("isic_balanced", "train")
-    sub = data.stratified_subset("isic_balanced", "train", 2000)
+    labels = splits.split_labels("isic_balanced", "train")
+    sub = splits.stratified_subset("isic_balanced", "train", 2000)
     assert len(sub) == len(set(sub)) == 2000 and sub == sorted(sub) and 0 <= sub[0] and sub[-1] < 2637
     counts = np.bincount(labels[sub])
     assert abs(counts[1] - 2000 * 1197 / 2637) <= 1 and counts.sum() == 2000
-    assert sub == data.stratified_subset("isic_balanced", "train", 2000)  # the same every call
-    assert sub != data.stratified_subset("isic_balanced", "train", 2000, seed=1)
-    assert data.stratified_subset("isic_balanced", "train", 2637) == list(range(2637))
+    assert sub == splits.stratified_subset("isic_balanced", "train", 2000)  # the same every call
+    assert sub != splits.stratified_subset("isic_balanced", "train", 2000, seed=1)
+    assert splits.stratified_subset("isic_balanced", "train", 2637) == list(range(2637))
     for bad in (1, 2638):
         with pytest.raises(ValueError, match="the split holds 2637"):
-            data.stratified_subset("isic_balanced", "train", bad)
+            splits.stratified_subset("isic_balanced", "train", bad)
 
 
 def test_dataset_table_counts():

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from skinlesion_utils import experiments as E
+from skinlesion_utils import experiments as E, splits
 from skinlesion_utils import data, paper
 from skinlesion_utils import runs as R
 from skinlesion_utils.data import ImageTensorStore
@@ -89,7 +89,7 @@ def test_baseline_config_uses_the_bench_budget_of_the_profile():
     table = E.settings_table({"vgg16": cfg, "vgg16 (paper)": paper_cfg})
     assert table.loc["vgg16", "optimizer"] == "adamw" and table.loc["vgg16 (paper)", "optimizer"] == "adam"
     assert table.loc["vgg16", "train_images"] == P.bench_train_images == len(cfg.train_subset)
-    assert cfg.train_subset == tuple(data.stratified_subset("isic_balanced", "train", P.bench_train_images))
+    assert cfg.train_subset == tuple(splits.stratified_subset("isic_balanced", "train", P.bench_train_images))
     assert full.train_subset is None and profile("full").bench_train_images is None
     assert E.settings_table({"full": full}).loc["full", "train_images"] == "all"
 

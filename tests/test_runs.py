@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from skinlesion_utils import runs as R
+from skinlesion_utils import runs as R, splits
 from skinlesion_utils import train as T
 from skinlesion_utils.data import ImageTensorStore
 
@@ -135,7 +135,7 @@ def test_run_errors_are_explicit(tmp_path):
 def test_release_optimizer_state_shrinks_a_checkpoint_and_keeps_the_weights(subset, tmp_path):
     cfg = _config(subset)
     store = ImageTensorStore.from_dataset("isic_balanced", split="train", resolution=16, progress=False).subset(list(cfg.train_subset))
-    tr, va = T.train_val_split(store, 0.25, seed=0)
+    tr, va = splits.train_val_split(store, 0.25, seed=0)
     model = tiny_fn(cfg)
 
     class Interrupted(Exception):

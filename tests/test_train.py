@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skinlesion_utils import train as T
+from skinlesion_utils import splits, train as T
 from skinlesion_utils.augment import AugmentConfig, augment_batch, as_augment
 from skinlesion_utils.data import ImageTensorStore
 
@@ -181,14 +181,14 @@ def test_make_optimizer_fuses_adam_on_cpu_with_the_same_update():
 
 def test_train_val_split_is_stratified_disjoint_and_complete(real16):
     store, _ = real16
-    tr, va = T.train_val_split(store, 0.25, seed=0)
+    tr, va = splits.train_val_split(store, 0.25, seed=0)
     assert len(tr) + len(va) == len(store)
     assert not set(tr.ids) & set(va.ids)
     assert abs(va.class_counts()["malignant"] - 60) <= 1 and abs(va.class_counts()["benign"] - 60) <= 1
-    tr2, va2 = T.train_val_split(store, 0.25, seed=1)
+    tr2, va2 = splits.train_val_split(store, 0.25, seed=1)
     assert va.ids != va2.ids
     with pytest.raises(ValueError):
-        T.train_val_split(store, 1.5)
+        splits.train_val_split(store, 1.5)
 
 
 def test_resolve_amp():
@@ -205,7 +205,7 @@ def test_resolve_amp():
 
 def test_fit_learns_real_images_and_writes_history(real16, tmp_path):
     train_store, test_store = real16
-    tr, va = T.train_val_split(train_store, 0.2, seed=0)
+    tr, va = splits.train_val_split(train_store, 0.2, seed=0)
     model = _tiny(0, width=16)
     res = T.fit(model, tr, va, recipe="fast", epochs=8, batch_size=32, lr=5e-3, out_dir=tmp_path,
                 progress=False, model_spec=T.make_model_spec("tiny_cnn", {"width": 16}))
@@ -229,7 +229,7 @@ def test_fit_learns_real_images_and_writes_history(real16, tmp_path):
 
 def test_fit_is_deterministic_on_cpu_and_seed_matters(tmp_path):
     store = _random_store()
-    tr, va = T.train_val_split(store, 0.25)
+    tr, va = splits.train_val_split(store, 0.25)
     kw = dict(recipe="fast", epochs=3, batch_size=16, progress=False, device="cpu")
     a, b, c = _tiny(0), _tiny(0), _tiny(0)
     T.fit(a, tr, va, seed=0, out_dir=tmp_path / "a", **kw)
@@ -288,12 +288,12 @@ def test_resume_refuses_other_settings_and_finished_run_is_a_no_op(tmp_path):
 RUN_SCRIPT = TINY_CNN_SRC + '''
 import sys, torch
 torch.set_num_threads(1)
-from skinlesion_utils import train as T
+from skinlesion_utils import splits, train as T
 from skinlesion_utils.data import ImageTensorStore
 store_file, out_dir, resume = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 blob = torch.load(store_file, weights_only=True)
 store = ImageTensorStore(blob["images"], blob["labels"], blob["ids"], 16)
-tr, va = T.train_val_split(store, 0.25, seed=0)
+tr, va = splits.train_val_split(store, 0.25, seed=0)
 T.seed_everything(0)
 model = TinyCNN(8)
 T.fit(model, tr, va, recipe="fast", epochs=int(sys.argv[4]), batch_size=16, seed=3, out_dir=out_dir,
@@ -346,11 +346,11 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 DDP_SCRIPT = TINY_CNN_SRC + '''
 import os, sys, torch, torch.distributed as dist
 torch.set_num_threads(1)
-from skinlesion_utils import train as T
+from skinlesion_utils import splits, train as T
 from skinlesion_utils.data import ImageTensorStore
 blob = torch.load(sys.argv[1], weights_only=True)
 store = ImageTensorStore(blob["images"], blob["labels"], blob["ids"], 16)
-tr, va = T.train_val_split(store, 0.25, seed=0)
+tr, va = splits.train_val_split(store, 0.25, seed=0)
 T.seed_everything(0)
 model = TinyCNN(8)
 res = T.fit(model, tr, va, epochs=3, batch_size=16, seed=0, out_dir=sys.argv[2], device="cpu",

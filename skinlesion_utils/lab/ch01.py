@@ -157,9 +157,9 @@ that differ (0 .. 8·n_bytes). Prints ✅/❌; returns True/False."""
 
 
 def _leak_reference(train: pd.DataFrame, test: pd.DataFrame, group_col: str) -> float:
-    from .. import audit
+    from .. import splits
 
-    return float(audit.patient_overlap(train, test, group_col).leaked_fraction)
+    return float(splits.patient_overlap(train, test, group_col).leaked_fraction)
 
 
 def _leak_compare(got, expected: float, case: Case) -> str | None:
