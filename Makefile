@@ -43,7 +43,7 @@ pytest: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 pairs: setup
-	$(PY) -m skinlesion_utils.book_tools check
+	$(PY) -m skinlesion_utils book check
 
 nbval: setup
 	# one chapter at a time, in order: later chapters load the runs earlier ones trained
@@ -73,10 +73,10 @@ book: setup
 	@echo "Book: $(abspath _build/html/index.html)"
 
 notebooks: setup
-	$(PY) -m skinlesion_utils.book_tools execute $(CHAPTERS_PY)
+	$(PY) -m skinlesion_utils book execute $(CHAPTERS_PY)
 
 student: setup
-	$(PY) -m skinlesion_utils.book_tools student --out student
+	$(PY) -m skinlesion_utils book student --out student
 
 clean:
 	rm -rf _build student student.zip .pytest_cache
@@ -85,7 +85,7 @@ clean:
 # `make gpu-bench` on a GPU machine that has the repository and that file (no internet needed).
 GPU_DATA := .gpu/isic_balanced_224.pt
 gpu-data: setup
-	$(PY) -m skinlesion_utils.gpu_bench --pack --data $(GPU_DATA)
+	$(PY) -m skinlesion_utils gpu-bench --pack --data $(GPU_DATA)
 
 gpu-bench: setup
-	$(PY) -m skinlesion_utils.gpu_bench --data $(GPU_DATA) --out results/full/gpu-bench
+	$(PY) -m skinlesion_utils gpu-bench --data $(GPU_DATA) --out results/full/gpu-bench

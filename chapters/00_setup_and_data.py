@@ -40,7 +40,7 @@ if importlib.util.find_spec("skinlesion_utils") is None:
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from skinlesion_utils import data, plots
+from skinlesion_utils import data, image_stats, plots
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("00_setup_and_data")
@@ -139,7 +139,7 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-files = data.image_file_table(root, train.ids + test.ids)
+files = image_stats.image_file_table(root, train.ids + test.ids)
 print(files.groupby(["width", "height", "mode", "format"]).size().rename("images").to_string())
 
 # %% [markdown]
@@ -148,7 +148,7 @@ print(files.groupby(["width", "height", "mode", "format"]).size().rename("images
 
 # %%
 ext_root = data.locate(data.external_dataset_name())
-ext_files = data.image_file_table(ext_root)
+ext_files = image_stats.image_file_table(ext_root)
 print(f"{len(ext_files)} external images; sizes (w×h), most common:")
 print((ext_files.width.astype(str) + "×" + ext_files.height.astype(str)).value_counts().head(5).to_string())
 
@@ -158,7 +158,7 @@ print((ext_files.width.astype(str) + "×" + ext_files.height.astype(str)).value_
 # anything about lesion structure — a baseline worth keeping in mind.
 
 # %%
-stats = data.colour_statistics(train)
+stats = image_stats.colour_statistics(train)
 summary = stats.groupby("class")[["mean_r", "mean_g", "mean_b", "brightness", "contrast"]].agg(["mean", "std"]).round(1)
 summary
 

@@ -49,12 +49,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from skinlesion_utils import audit, data, paper, plots, splits
+from skinlesion_utils import audit, data, image_stats, paper, plots, results, splits
 from skinlesion_utils.chapter import start_chapter
+from skinlesion_utils.studies import ch01_dataset
 
 ch = start_chapter("01_dataset")
 P = ch.profile
-OUT = audit.results_dir("01_dataset", P.name)  # results/<profile>/01_dataset
+OUT = results.results_dir("01_dataset", P.name)  # results/<profile>/01_dataset
 
 # %% [markdown]
 # ## 1 · The official ISIC 2020 ground truth
@@ -293,7 +294,7 @@ with pd.option_context("display.max_colwidth", None):  # show the full sentences
 bal_root = data.locate("isic_balanced")
 ids = pd.Series(sorted(data.get_spec("isic_balanced").manifest_entries()))
 parts = ids.str.extract(r"^(?P<split>\w+)/(?P<label>\w+)/(?P<number>\d+)\.jpg$")
-headers = data.image_file_table(bal_root, list(ids))
+headers = image_stats.image_file_table(bal_root, list(ids))
 fingerprints = audit.jpeg_fingerprints(bal_root, list(ids))  # how each file was encoded
 sha = pd.Series(data.get_spec("isic_balanced").manifest_entries())
 identical = [sorted(g.index) for _, g in sha.groupby(sha) if len(g) > 1]
@@ -381,7 +382,7 @@ print(f"hashed {len(all_h)} + {len(ext_h)} images ({ext_name}) in {time.perf_cou
 # ### Choosing the threshold
 #
 # The threshold must be large enough to catch copies and small enough to leave different
-# lesions apart. Both distributions can be measured. **Copies**: `audit.copy_distances`
+# lesions apart. Both distributions can be measured. **Copies**: `ch01_dataset.copy_distances`
 # re-saves real images with edits a copy typically went through (JPEG re-encoding, resizing, a
 # slight crop, a brightness change, all three combined) and measures how far each copy lands
 # from its original. **Different images**: the distance of every train image to every test
@@ -392,7 +393,7 @@ print(f"hashed {len(all_h)} + {len(ext_h)} images ({ext_name}) in {time.perf_cou
 rng = np.random.default_rng(0)
 originals = [bal_root / i for i in rng.choice(test_h.files, 40, replace=False)] + \
             [ext_root / i for i in rng.choice(ext_h.files, 40, replace=False)]
-copies = audit.copy_distances(originals)
+copies = ch01_dataset.copy_distances(originals)
 all_pairs_hist = audit.hamming_distance_histogram(train_h, test_h)
 nn_test = audit.nearest_neighbour_distances(test_h, train_h)
 nn_ext = audit.nearest_neighbour_distances(ext_h, all_h)
@@ -443,7 +444,7 @@ plt.show()
 # %%
 # NBVAL_CHECK_OUTPUT
 pairs_tt = audit.annotate_pairs(audit.hash_pairs(train_h, test_h, T), "isic_balanced")
-summary_tt = audit.pair_summary(pairs_tt, len(train_h), len(test_h))
+summary_tt = ch01_dataset.pair_summary(pairs_tt, len(train_h), len(test_h))
 print(f"{summary_tt['pairs']} train–test pairs at <= {T} bits; pairs by distance:", pairs_tt["distance"].value_counts().sort_index().to_dict())
 print(f"test images with a near-copy in train: {summary_tt['b_with_copy']} of {summary_tt['b_images']} "
       f"({summary_tt['b_fraction_with_copy']:.1%}); train images involved: {summary_tt['a_with_copy']}")
@@ -459,7 +460,7 @@ print(f"pairs whose file numbers differ by at most 12: {(number_gap <= 12).sum()
 
 # %%
 closest = pairs_tt.drop_duplicates("file_b").head(8)
-fig = audit.pair_gallery(closest, bal_root, title="Closest train (left) ↔ test (right) pairs")
+fig = ch01_dataset.pair_gallery(closest, bal_root, title="Closest train (left) ↔ test (right) pairs")
 plt.show()
 
 # %% [markdown]
@@ -469,7 +470,7 @@ plt.show()
 
 # %%
 borderline = pairs_tt[pairs_tt["distance"] >= T - 1].sort_values("distance", ascending=False, kind="stable").head(4)
-fig = audit.pair_gallery(borderline, bal_root, title=f"Borderline pairs ({T - 1}–{T} bits)")
+fig = ch01_dataset.pair_gallery(borderline, bal_root, title=f"Borderline pairs ({T - 1}–{T} bits)")
 plt.show()
 
 # %% [markdown]
@@ -509,7 +510,7 @@ plt.show()
 # %%
 # NBVAL_CHECK_OUTPUT
 pairs_ext = audit.annotate_pairs(audit.hash_pairs(all_h, ext_h, T), "isic_balanced", ext_name)
-summary_ext = audit.pair_summary(pairs_ext, len(all_h), len(ext_h))
+summary_ext = ch01_dataset.pair_summary(pairs_ext, len(all_h), len(ext_h))
 print(f"external set: {ext_name}, {len(ext_h)} images")
 print(f"{summary_ext['pairs']} pairs at <= {T} bits; pairs by distance:", pairs_ext["distance"].value_counts().sort_index().to_dict())
 print(f"external images with a near-copy in isic_balanced: {summary_ext['b_with_copy']} of {summary_ext['b_images']} "
@@ -524,7 +525,7 @@ print(f"matched external ids in the HAM10000 range ISIC_0024306–ISIC_0034320: 
 
 # %%
 shown = pairs_ext.drop_duplicates("file_b")
-fig = audit.pair_gallery(pd.concat([shown.head(2), shown.tail(2)]), bal_root, ext_root,
+fig = ch01_dataset.pair_gallery(pd.concat([shown.head(2), shown.tail(2)]), bal_root, ext_root,
                          title="isic_balanced (left) ↔ external set (right): closest and farthest pairs")
 plt.show()
 
@@ -559,8 +560,8 @@ plt.show()
 # so the files do not depend on where the data lives.
 
 # %%
-audit.write_csv_atomic(pairs_tt, OUT / audit.PAIRS_FILES["train_test"])
-audit.write_csv_atomic(pairs_ext, OUT / audit.PAIRS_FILES["external"])
+results.write_csv(OUT / audit.PAIRS_FILES["train_test"], pairs_tt)
+results.write_csv(OUT / audit.PAIRS_FILES["external"], pairs_ext)
 summary = {
     "method": train_h.method, "threshold_bits": T, "n_bits": train_h.n_bits, "crops": list(train_h.crops),
     "isic_balanced": {
@@ -573,8 +574,8 @@ summary = {
     "train_test": {"dataset_a": "isic_balanced/train", "dataset_b": "isic_balanced/test", **summary_tt},
     "external": {"dataset_a": "isic_balanced", "dataset_b": ext_name, **summary_ext},
 }
-audit.write_json_atomic(summary, OUT / "summary.json")
-print("written:", sorted(p.relative_to(audit.results_root().parent).as_posix() for p in OUT.iterdir()))
+results.write_json(OUT / "summary.json", summary)
+print("written:", sorted(p.relative_to(results.results_root().parent).as_posix() for p in OUT.iterdir()))
 
 # %%
 # NBVAL_CHECK_OUTPUT

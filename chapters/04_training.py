@@ -52,7 +52,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from skinlesion_utils import augment, bench, data, models, paper, plots, profiles, runs, splits, train
+from skinlesion_utils import augment, bench, data, models, paper, plots, profiles, results, runs, splits, train
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("04_training")
@@ -477,7 +477,7 @@ print(f"paper recipe: {paper_epochs} epochs ≈ {paper_epochs * n_train / T4_IMA
 # ResNet-50 vs ASFF-ResNet50 pair at 224 px):
 
 # %%
-gpu_dir = runs.results_dir("gpu-bench", "full")  # results/full/gpu-bench
+gpu_dir = results.results_dir("gpu-bench", "full")  # results/full/gpu-bench
 gpu = {name: json.loads((gpu_dir / f"{name}.json").read_text())
        for name in ("bench", "reference") if (gpu_dir / f"{name}.json").is_file()}
 if not gpu:
@@ -546,7 +546,7 @@ main_run = {
     "device": run.results["device"], "device_name": run.results["device_name"], "amp": run.results["amp"],
     "torch_threads": run.results["torch_threads"], "git_commit": run.results["git_commit"], "floors": FLOORS,
 }
-written = runs.write_results(CHAPTER, {
+written = results.write_results(CHAPTER, {
     "main_run": main_run, "history": history.set_index("epoch"), "throughput": throughput,
     "pipeline": {k: (float(v) if isinstance(v, float) else v) for k, v in pc.items()},
     "resume": {"model": "lenet5", "epochs": 3, "cut_after_epoch": 2, "resumed_epochs_run": result.epochs_run,
@@ -555,13 +555,13 @@ written = runs.write_results(CHAPTER, {
 print("\n".join(f"{name}: results/{P.name}/{CHAPTER}/{path.name}" for name, path in written.items()))
 
 # %%
-saved = runs.read_results(CHAPTER, "main_run", profile=P)
+saved = results.read_results(CHAPTER, "main_run", profile=P)
 pd.Series({"accuracy": saved["test"]["accuracy"], "ROC AUC": saved["test"]["roc_auc"],
            "training time (min)": saved["train_seconds"] / 60, "img/s": saved["train_images_per_second"],
            "device": saved["device_name"], "precision": saved["amp"]}, name=saved["run"]).to_frame()
 
 # %%
-saved_tp = runs.read_results(CHAPTER, "throughput", profile=P)
+saved_tp = results.read_results(CHAPTER, "throughput", profile=P)
 saved_tp.pivot(index="model", columns="mode", values="images_per_second").loc[list(MODELS)].round(1)
 
 # %% [markdown]

@@ -46,7 +46,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from skinlesion_utils import data, metrics, paper, plots, runs
+from skinlesion_utils import data, metrics, paper, plots, results, runs
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("05_evaluation")
@@ -328,7 +328,7 @@ summary = {
     "operating_point_target_sensitivity": 0.95,
     "paper_headline_k": int(k_head), "paper_headline_wilson_95": [float(low), float(high)],
 }
-written = runs.write_results("05_evaluation", {
+written = results.write_results("05_evaluation", {
     "metrics_ci": table, "operating_point": op, "consistency": consistency,
     "recall_specificity_check": recall_specificity, "summary": summary}, profile=P)
 print("\n".join(f"{name}: results/{P.name}/05_evaluation/{path.name}" for name, path in written.items()))
@@ -337,7 +337,7 @@ print("\n".join(f"{name}: results/{P.name}/05_evaluation/{path.name}" for name, 
 # **Metrics with 95 % intervals** (test set, threshold 0.5, fractions):
 
 # %%
-shown = runs.read_results("05_evaluation", "metrics_ci", profile=P)
+shown = results.read_results("05_evaluation", "metrics_ci", profile=P)
 shown.assign(**{"95 % CI": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(shown["low"], shown["high"])]})[
     ["point", "95 % CI", "paper_claims"]].round(3)
 
@@ -345,7 +345,7 @@ shown.assign(**{"95 % CI": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(shown["low
 # **Operating point at 95 % sensitivity** (test set):
 
 # %%
-shown = runs.read_results("05_evaluation", "operating_point", profile=P)
+shown = results.read_results("05_evaluation", "operating_point", profile=P)
 pd.DataFrame({
     "threshold": shown["threshold"].round(4),
     "sensitivity where chosen": shown["choice_sensitivity"].round(3),
@@ -362,7 +362,7 @@ pd.DataFrame({
 
 # %%
 # NBVAL_CHECK_OUTPUT
-shown = runs.read_results("05_evaluation", "consistency", profile=P, dtype={"printed": str, "k": str})
+shown = results.read_results("05_evaluation", "consistency", profile=P, dtype={"printed": str, "k": str})
 print(pd.DataFrame({
     "printed %": shown["printed"],
     "verdict": shown["verdict"],
@@ -392,7 +392,7 @@ pd.DataFrame({g.id: paper.check_gain(g.value, head.versions[g.where.version], n_
 # **Do recall and specificity imply the accuracy?**
 
 # %%
-runs.read_results("05_evaluation", "recall_specificity_check", profile=P)
+results.read_results("05_evaluation", "recall_specificity_check", profile=P)
 
 # %% [markdown]
 # ## Exercises

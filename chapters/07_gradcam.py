@@ -52,8 +52,9 @@ import torch
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from skinlesion_utils import cam, data, experiments, models, paper, plots, runs, splits
+from skinlesion_utils import cam, data, experiments, metrics, models, paper, plots, results, runs, splits
 from skinlesion_utils.chapter import start_chapter
+from skinlesion_utils.studies import ch07_gradcam
 
 set_matplotlib_formats("jpeg")  # this page is mostly photographs: JPEG keeps it a few MB, PNG would not
 
@@ -224,7 +225,7 @@ for name, model in model_of.items():
     p_mal[name] = torch.softmax(torch.from_numpy(logits), dim=1)[:, 1].numpy()
     for layer, m in out.items():
         native[(name, layer)] = m  # float32 [660, R, R]
-        maps[(name, layer)] = cam.resize_maps(m, S)  # float32 [660, S, S]
+        maps[(name, layer)] = ch07_gradcam.resize_maps(m, S)  # float32 [660, S, S]
     stored = run_of[name].predictions.set_index("id").loc[list(test.ids), "y_score"].to_numpy()
     # the same model as the run's own test predictions (those were computed under bf16 autocast, these
     # in fp32): bf16 rounding moves a few scores (up to 0.075 when ASFF's weights saturate), not the model
@@ -234,14 +235,14 @@ pred = {name: (p >= 0.5).astype(int) for name, p in p_mal.items()}
 print(f"{len(maps)} sets of {len(test)} maps in {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
-# Six test images, chosen by a seeded rule (`cam.select_examples`): per class, one image both
+# Six test images, chosen by a seeded rule (`ch07_gradcam.select_examples`): per class, one image both
 # models get right, one both get wrong, and one they disagree on. Each row: the image with its
 # approximate lesion outline (yellow, section 4), then the two models' maps at the last layer
 # and at `layer3`. Titles give $P(\text{malignant})$.
 
 # %%
 masks = cam.approximate_lesion_masks(show.images)  # bool [660, S, S], APPROXIMATE (section 4)
-chosen = cam.select_examples(y, pred["ResNet-50"], pred["ASFF"], per_group=1, seed=0)
+chosen = ch07_gradcam.select_examples(y, pred["ResNet-50"], pred["ASFF"], per_group=1, seed=0)
 chosen["group"] = chosen["group"].str.replace("A ", "ResNet-50 ").str.replace("B ", "ASFF ")
 chosen.assign(id=[test.ids[i] for i in chosen["index"]], label=[data.CLASSES[c] for c in chosen.label])
 
@@ -325,23 +326,23 @@ print(f"mask area: median {np.median(area):.0%} of the image; empty masks: {(are
 # the **chance level**. But dermoscopy images are framed on the lesion, so a map that always
 # points at the centre beats chance without looking at anything. Two controls therefore join the
 # table: the **centre prior** (a fixed Gaussian, `cam.centre_prior`) and each model's map of a
-# **blank image** (one uniform image of the test set's mean colour, `cam.blank_image`), scored
+# **blank image** (one uniform image of the test set's mean colour, `ch07_gradcam.blank_image`), scored
 # against every test mask. A model's maps support "it looks at the lesion" only if they beat
 # both.
 
 # %%
-blank = cam.blank_image(test.images)  # uint8 [1, 3, R, R]
+blank = ch07_gradcam.blank_image(test.images)  # uint8 [1, 3, R, R]
 blank_maps = {}
 for name, model in model_of.items():
     for layer, m in cam.compute_cams_layers(model, blank, LAYERS).items():
-        blank_maps[(name, layer)] = cam.resize_maps(m, S)[0]  # float32 [S, S]
+        blank_maps[(name, layer)] = ch07_gradcam.resize_maps(m, S)[0]  # float32 [S, S]
 extra = {k: {"pred": pred[k[0]], "p_malignant": p_mal[k[0]]} for k in maps}
-loc = cam.localisation_table(maps, masks, ids=test.ids, labels=y, mask_kind="approximate", extra=extra)
-controls = cam.localisation_table(
+loc = ch07_gradcam.localisation_table(maps, masks, ids=test.ids, labels=y, mask_kind="approximate", extra=extra)
+controls = ch07_gradcam.localisation_table(
     {**{(f"{name} · blank image", layer): m for (name, layer), m in blank_maps.items()},
      ("centre prior (no model)", "-"): cam.centre_prior(S)},
     masks, ids=test.ids, labels=y, mask_kind="approximate")
-summary = pd.concat([cam.summary_table(loc, seed=0), cam.summary_table(controls, seed=0)], ignore_index=True)
+summary = pd.concat([ch07_gradcam.summary_table(loc, seed=0), ch07_gradcam.summary_table(controls, seed=0)], ignore_index=True)
 for (name, layer), m in blank_maps.items():
     if m.max() <= 0:  # Grad-CAM's ReLU removed every position: no evidence for the class anywhere
         print(f"{name} ({layer}): the blank image's map is all zero — it has no energy to place, so "
@@ -385,7 +386,7 @@ plt.show()
 
 # %% [markdown]
 # **Paired comparisons.** Both models are scored on the same images, so the comparison is
-# paired (`cam.paired_localisation`): the mean per-image difference of the energy with a bootstrap
+# paired (`ch07_gradcam.paired_localisation`): the mean per-image difference of the energy with a bootstrap
 # interval and the Wilcoxon signed-rank test {cite}`wilcoxon1945`, and for the pointing game the
 # difference of hit rates with the exact McNemar test {cite}`mcnemar1947` on the images where
 # one model hits and the other misses.
@@ -399,7 +400,7 @@ comparisons = {
 }
 rows = {}
 for key, (a, b) in comparisons.items():
-    r = cam.paired_localisation(a, b, seed=0)
+    r = ch07_gradcam.paired_localisation(a, b, seed=0)
     e, p = r["energy_inside"], r["pointing_game"]
     rows[key] = {"energy_diff": e["mean_diff"], "energy_low": e["ci_low"], "energy_high": e["ci_high"],
                  "wilcoxon_p": e["wilcoxon_p"], "pointing_diff": p["diff"], "pointing_low": p["ci_low"],
@@ -410,18 +411,18 @@ paired[["a_only", "b_only", "n"]] = paired[["a_only", "b_only", "n"]].astype(int
 paired.round(3)
 
 # %% [markdown]
-# The same tables in words (`cam.interval_word` reads each 95 % interval against its reference;
+# The same tables in words (`metrics.interval_word` reads each 95 % interval against its reference;
 # no number on this page is typed by hand):
 
 # %%
 verdicts = {}
 for (n, l), r in summary.set_index(["model", "layer"]).loc[groups].iterrows():
-    verdicts[f"{n} {l} vs chance"] = (f"energy inside {cam.interval_word(r.energy_minus_chance_low, r.energy_minus_chance_high)} "
-                                      f"chance, pointing game {cam.interval_word(r.pointing_low, r.pointing_high, r.chance)} chance")
+    verdicts[f"{n} {l} vs chance"] = (f"energy inside {metrics.interval_word(r.energy_minus_chance_low, r.energy_minus_chance_high)} "
+                                      f"chance, pointing game {metrics.interval_word(r.pointing_low, r.pointing_high, r.chance)} chance")
 for (comp, l), r in paired.iterrows():
-    verdicts[f"{comp} ({l})"] = (f"energy difference {cam.interval_word(r.energy_low, r.energy_high)} 0 "
+    verdicts[f"{comp} ({l})"] = (f"energy difference {metrics.interval_word(r.energy_low, r.energy_high)} 0 "
                                  f"({r.energy_diff:+.3f} [{r.energy_low:+.3f}, {r.energy_high:+.3f}]); pointing difference "
-                                 f"{cam.interval_word(r.pointing_low, r.pointing_high)} 0 ({r.pointing_diff:+.3f} "
+                                 f"{metrics.interval_word(r.pointing_low, r.pointing_high)} 0 ({r.pointing_diff:+.3f} "
                                  f"[{r.pointing_low:+.3f}, {r.pointing_high:+.3f}])")
 print("\n".join(f"{k}: {v}" for k, v in verdicts.items()))
 
@@ -437,7 +438,7 @@ print("\n".join(f"{k}: {v}" for k, v in verdicts.items()))
 #
 # A map can score well and still say nothing about the image in front of it. Three views: the
 # map of the blank image, the mean of all 660 maps, and where the maxima of the 660 maps fall on
-# the layer's own grid (`cam.peak_grid`). If the three look alike, the maps mostly show a fixed
+# the layer's own grid (`ch07_gradcam.peak_grid`). If the three look alike, the maps mostly show a fixed
 # spatial pattern of the network (for instance from zero padding at the borders), not the image.
 
 # %%
@@ -448,7 +449,7 @@ for j, (n, l) in enumerate(groups):
     axes[0, j].set_title(f"{n} {l}\nblank image", fontsize=9)
     axes[1, j].imshow(maps[(n, l)].mean(axis=0), cmap="jet")
     axes[1, j].set_title("mean of the 660 maps", fontsize=9)
-    counts = cam.peak_grid(maps[(n, l)], hw)
+    counts = ch07_gradcam.peak_grid(maps[(n, l)], hw)
     axes[2, j].imshow(counts, cmap="Greys")
     for (r_, c_), v in np.ndenumerate(counts):
         axes[2, j].text(c_, r_, str(v), ha="center", va="center", color="tab:red", fontsize=8)
@@ -460,10 +461,10 @@ fig.tight_layout()
 plt.show()
 
 # %%
-similarity = pd.DataFrame({f"{n} {l}": cam.map_similarity(maps[(n, l)], blank_maps[(n, l)]) for n, l in groups})
+similarity = pd.DataFrame({f"{n} {l}": ch07_gradcam.map_similarity(maps[(n, l)], blank_maps[(n, l)]) for n, l in groups})
 image_dependence = similarity.describe(percentiles=[0.25, 0.5, 0.75]).T[["count", "mean", "25%", "50%", "75%"]]
 image_dependence["share ρ > 0.9"] = (similarity > 0.9).mean()
-image_dependence["largest peak-cell share"] = [cam.peak_grid(maps[k], grid_of[k]).max() / len(test) for k in groups]
+image_dependence["largest peak-cell share"] = [ch07_gradcam.peak_grid(maps[k], grid_of[k]).max() / len(test) for k in groups]
 image_dependence.round(3)
 
 # %% [markdown]
@@ -495,7 +496,7 @@ for name, model in model_of.items():
     f = cam.faithfulness(model, test.images[road_idx], native[(name, "last")][road_idx], targets=pred[name][road_idx], seed=0)
     road.append(f.assign(model=name, id=[test.ids[i] for i in road_idx], label=y[road_idx]))
 road = pd.concat(road, ignore_index=True)
-road_summary = pd.DataFrame({name: {f"{col} {k}": v for col, d in cam.summarise_faithfulness(g, seed=0).items()
+road_summary = pd.DataFrame({name: {f"{col} {k}": v for col, d in ch07_gradcam.summarise_faithfulness(g, seed=0).items()
                                     for k, v in d.items() if k != "n"}
                              for name, g in road.groupby("model", sort=False)}).T
 print(f"ROAD on {N_ROAD} test images ({N_ROAD // 2} per class) per model, last layer, in {time.perf_counter() - t0:.0f} s")
@@ -519,7 +520,7 @@ t0 = time.perf_counter()
 sanity = {}
 for name, model in model_of.items():
     df = cam.randomisation_check(model, test.images[sanity_idx], blocks=cam.stage_blocks(model), seed=0)
-    sanity[name] = cam.summarise_randomisation(df)
+    sanity[name] = ch07_gradcam.summarise_randomisation(df)
 print(f"cascading randomisation of {len(sanity_idx)} images per model in {time.perf_counter() - t0:.0f} s")
 sanity_table = pd.concat(sanity, names=["model", "step"])
 sanity_table.round(3)
@@ -553,7 +554,7 @@ for name, model in model_of.items():
     for b in order:
         if b in steps:
             m = cascade[steps.index(b), 0]
-            panels.append(plots.overlay_cam(show.images[one[0]], cam.resize_maps(m, S)[0], alpha=0.5))
+            panels.append(plots.overlay_cam(show.images[one[0]], ch07_gradcam.resize_maps(m, S)[0], alpha=0.5))
             titles.append(f"{name}: original" if b == "none" else f"+ {b}")
         else:  # ResNet-50 has no fusion module
             panels.append(np.full((S, S, 3), 255, np.uint8))
@@ -591,14 +592,14 @@ for name, s in sanity.items():
 # known shortcuts for classifiers: surgical pen markings raised a commercial network's melanoma
 # scores {cite}`winkler2019markings`, and models trained on ISIC data still score above chance
 # when the lesion is cut out of the image {cite}`bissoto2019debias`. Without an artifact
-# annotation, the rule here is simple and stated: `cam.thin_dark_structures` marks pixels that
+# annotation, the rule here is simple and stated: `ch07_gradcam.thin_dark_structures` marks pixels that
 # are more than 20 L* levels darker than a morphological closing of the image with a disk of 3 %
 # of its side (a **black-hat** transform: thin dark things such as hairs, ruler ticks and ink),
 # outside the dilated lesion mask and outside the dermatoscope's black field of view. The six
 # test images with the largest marked share (cyan), and where the maps go:
 
 # %%
-art_score, art_masks = cam.thin_dark_structures(show.images, masks)
+art_score, art_masks = ch07_gradcam.thin_dark_structures(show.images, masks)
 top = np.argsort(-art_score, kind="stable")[:6]
 fig = map_rows(top.tolist(), [f"{art_score[i]:.0%} marked" for i in top], outline=art_masks, outline_colour="cyan")
 plt.show()
@@ -611,14 +612,14 @@ plt.show()
 # %%
 MIN_ART = 0.01
 hairy = np.flatnonzero(art_score >= MIN_ART)
-art_loc = cam.localisation_table({k: v[hairy] for k, v in maps.items()}, art_masks[hairy],
+art_loc = ch07_gradcam.localisation_table({k: v[hairy] for k, v in maps.items()}, art_masks[hairy],
                                  ids=[test.ids[i] for i in hairy], labels=y[hairy], mask_kind="approximate")
-artifacts = cam.summary_table(art_loc, seed=0).rename(columns={
+artifacts = ch07_gradcam.summary_table(art_loc, seed=0).rename(columns={
     "energy_inside": "energy_on_marks", "energy_low": "energy_on_marks_low", "energy_high": "energy_on_marks_high",
     "chance": "marked_share", "energy_minus_chance": "energy_on_marks_minus_marked_share",
     "energy_minus_chance_low": "energy_on_marks_minus_marked_share_low",
     "energy_minus_chance_high": "energy_on_marks_minus_marked_share_high"})
-art_paired = {layer: cam.paired_localisation(group("ResNet-50", layer, art_loc), group("ASFF", layer, art_loc), seed=0)
+art_paired = {layer: ch07_gradcam.paired_localisation(group("ResNet-50", layer, art_loc), group("ASFF", layer, art_loc), seed=0)
               for layer in LAYERS}
 for key, col in (("mean_diff", "ResNet-50 − ASFF"), ("ci_low", "ResNet-50 − ASFF low"),
                  ("ci_high", "ResNet-50 − ASFF high"), ("wilcoxon_p", "wilcoxon_p")):
@@ -626,7 +627,7 @@ for key, col in (("mean_diff", "ResNet-50 − ASFF"), ("ci_low", "ResNet-50 − 
 print(f"{len(hairy)} of {len(test)} test images have ≥ {MIN_ART:.0%} of their area marked")
 for _, r in artifacts.iterrows():
     verdicts[f"{r.model} {r.layer} on marked structures"] = (
-        f"energy on the marks {cam.interval_word(r.energy_on_marks_minus_marked_share_low, r.energy_on_marks_minus_marked_share_high)} "
+        f"energy on the marks {metrics.interval_word(r.energy_on_marks_minus_marked_share_low, r.energy_on_marks_minus_marked_share_high)} "
         f"their area share ({r.energy_on_marks_minus_marked_share:+.3f} [{r.energy_on_marks_minus_marked_share_low:+.3f}, "
         f"{r.energy_on_marks_minus_marked_share_high:+.3f}])")
     print(f"{r.model} {r.layer}: {verdicts[f'{r.model} {r.layer} on marked structures']}")
@@ -640,38 +641,38 @@ artifacts.set_index(["model", "layer"])[["n", "energy_on_marks", "energy_on_mark
 #
 # "ASFF focuses on the lesion, ResNet-50 on artifacts" breaks into statements that the sections
 # above measured. Each holds only when its whole 95 % interval lies above the reference
-# (`cam.claim_row`); the energy inside the mask is the primary score, the pointing game is in the
+# (`ch07_gradcam.claim_row`); the energy inside the mask is the primary score, the pointing game is in the
 # tables above.
 
 # %%
 S_ = summary.set_index(["model", "layer"])
 P_ = paired
 A_ = artifacts.set_index(["model", "layer"])
-F_ = {n: cam.summarise_faithfulness(g, seed=0)["road_combined"] for n, g in road.groupby("model", sort=False)}
+F_ = {n: ch07_gradcam.summarise_faithfulness(g, seed=0)["road_combined"] for n, g in road.groupby("model", sort=False)}
 claims = pd.DataFrame([
-    cam.claim_row("ASFF's maps put more of their energy on the lesion than chance (last layer)",
+    ch07_gradcam.claim_row("ASFF's maps put more of their energy on the lesion than chance (last layer)",
                   *S_.loc[("ASFF", "last"), ["energy_minus_chance", "energy_minus_chance_low", "energy_minus_chance_high"]],
                   what="energy − area share"),
-    cam.claim_row("… more than ASFF's map of a blank image (the map depends on the image)",
+    ch07_gradcam.claim_row("… more than ASFF's map of a blank image (the map depends on the image)",
                   *P_.loc[("ASFF − its blank-image map", "last"), ["energy_diff", "energy_low", "energy_high"]],
                   what="paired difference"),
-    cam.claim_row("… more than a fixed centre prior",
+    ch07_gradcam.claim_row("… more than a fixed centre prior",
                   *P_.loc[("ASFF − centre prior", "last"), ["energy_diff", "energy_low", "energy_high"]],
                   what="paired difference"),
-    cam.claim_row("ASFF's maps are on the lesion more than ResNet-50's (default layers, as in the paper's figure)",
+    ch07_gradcam.claim_row("ASFF's maps are on the lesion more than ResNet-50's (default layers, as in the paper's figure)",
                   *P_.loc[("ASFF − ResNet-50", "last"), ["energy_diff", "energy_low", "energy_high"]],
                   what="paired difference"),
-    cam.claim_row("… and at a common layer (layer3, the same grid for both)",
+    ch07_gradcam.claim_row("… and at a common layer (layer3, the same grid for both)",
                   *P_.loc[("ASFF − ResNet-50", "layer3"), ["energy_diff", "energy_low", "energy_high"]],
                   what="paired difference"),
-    cam.claim_row("ResNet-50's maps go to hair and ruler marks more than their area share (last layer)",
+    ch07_gradcam.claim_row("ResNet-50's maps go to hair and ruler marks more than their area share (last layer)",
                   *A_.loc[("ResNet-50", "last"), ["energy_on_marks_minus_marked_share", "energy_on_marks_minus_marked_share_low",
                                                   "energy_on_marks_minus_marked_share_high"]],
                   what="energy on marks − marked share"),
-    cam.claim_row("… and more than ASFF's maps do",
+    ch07_gradcam.claim_row("… and more than ASFF's maps do",
                   *A_.loc[("ResNet-50", "last"), ["ResNet-50 − ASFF", "ResNet-50 − ASFF low", "ResNet-50 − ASFF high"]],
                   what="paired difference"),
-    cam.claim_row("ASFF's maps are faithful to the model (ROAD combined > 0)",
+    ch07_gradcam.claim_row("ASFF's maps are faithful to the model (ROAD combined > 0)",
                   F_["ASFF"]["mean"], F_["ASFF"]["ci_low"], F_["ASFF"]["ci_high"], what=f"ROAD, {N_ROAD} images"),
 ])
 with pd.option_context("display.max_colwidth", 200):
@@ -702,7 +703,7 @@ for name in PAIR:
         g = group(name, layer)
         per_image[f"{name} {layer} energy_inside"] = g.energy_inside.to_numpy()
         per_image[f"{name} {layer} pointing_hit"] = g.pointing_hit.to_numpy()
-written = runs.write_results(CHAPTER, {
+written = results.write_results(CHAPTER, {
     "localisation": {
         **asff_last, "model": "ASFF (asff_text)", "target_layer": "cam_layer (the fused map)",
         "question": "share of the Grad-CAM map's energy inside the approximate lesion mask, minus chance, test images",
@@ -713,7 +714,7 @@ written = runs.write_results(CHAPTER, {
         "claim_checks": claims.to_dict(orient="records"),
         "by_model": summary.to_dict(orient="records"),
         "paired": paired.reset_index().to_dict(orient="records"),
-        "faithfulness": {"n_images": int(N_ROAD), "by_model": {n: cam.summarise_faithfulness(g, seed=0)
+        "faithfulness": {"n_images": int(N_ROAD), "by_model": {n: ch07_gradcam.summarise_faithfulness(g, seed=0)
                                                                for n, g in road.groupby("model", sort=False)}},
         "sanity_final_spearman": {n: float(s.spearman.iloc[-1]) for n, s in sanity.items()},
         "image_dependence_median_rho": {k: float(v) for k, v in image_dependence["50%"].items()},
@@ -733,16 +734,16 @@ print("\n".join(f"{k}: results/{P.name}/{CHAPTER}/{p.name}" for k, p in written.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-back = runs.read_results(CHAPTER, "per_image", profile=P)
+back = results.read_results(CHAPTER, "per_image", profile=P)
 print(f"per_image: {len(back)} test images ({back.index.is_unique and 'unique ids'}), "
       f"{int((back.label == 1).sum())} malignant, {back.shape[1]} columns")
 
 # %%
-shown = runs.read_results(CHAPTER, "localisation_summary", profile=P).set_index("layer", append=True)
+shown = results.read_results(CHAPTER, "localisation_summary", profile=P).set_index("layer", append=True)
 shown[["n", "energy_inside", "energy_low", "energy_high", "energy_minus_chance", "pointing_game", "chance"]].round(3)
 
 # %%
-loc_json = runs.read_results(CHAPTER, "localisation", profile=P)
+loc_json = results.read_results(CHAPTER, "localisation", profile=P)
 d = loc_json["energy_inside_minus_chance"]
 print(f"{loc_json['model']}, {loc_json['target_layer']}, {loc_json['mask_kind']} masks, {loc_json['n_images']} test images: "
       f"energy inside − chance = {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")

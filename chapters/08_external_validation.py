@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from skinlesion_utils import audit, data, external, metrics, paper, plots, runs
+from skinlesion_utils import audit, data, external, image_stats, metrics, paper, plots, results, runs
 from skinlesion_utils.chapter import start_chapter
 from skinlesion_utils.evaluate import evaluate_folder, evaluate_store
 
@@ -144,7 +144,7 @@ print(pd.crosstab(ext_part, ext_class, margins=True, margins_name="total").to_st
 # sides. The aspect ratios of the external images:
 
 # %%
-sizes = data.image_file_table(ext_root, ext_ids)
+sizes = image_stats.image_file_table(ext_root, ext_ids)
 sizes["aspect"] = (sizes.width / sizes.height).round(2)
 print(sizes.aspect.value_counts().head(6).rename("images").to_string())
 print(paper.text_vs_code("code").loc["resize_by_squashing", "consequence"])
@@ -337,8 +337,8 @@ paired = pd.DataFrame.from_dict({
 size0 = RUNS["main"].config.image_size
 internal_store = {split: data.ImageTensorStore.from_dataset("isic_balanced", split, resolution=size0, progress=False)
                   for split in ("train", "test")}
-int_stats = pd.concat([data.colour_statistics(s) for s in internal_store.values()], ignore_index=True)
-ext_stats = data.colour_statistics(stores[size0])
+int_stats = pd.concat([image_stats.colour_statistics(s) for s in internal_store.values()], ignore_index=True)
+ext_stats = image_stats.colour_statistics(stores[size0])
 shift = external.distribution_shift(int_stats, ext_stats)
 
 # %% [markdown]
@@ -397,7 +397,7 @@ summary = {
     "main_internal_roc_auc": float(subset_metrics.query("model == 'main' and subset == 'internal test'").roc_auc.iloc[0]),
     "runs": {name: run.dir.name for name, run in RUNS.items()},
 }
-written = runs.write_results(CHAPTER, {
+written = results.write_results(CHAPTER, {
     "summary": summary,
     "subset_metrics": subset_metrics,
     "differences": differences,
@@ -414,7 +414,7 @@ print("written:", ", ".join(p.name for p in written.values()))
 # All metrics with 95 % intervals, per model and subset (fractions; recall = sensitivity):
 
 # %%
-sm = runs.read_results(CHAPTER, "subset_metrics", profile=P)
+sm = results.read_results(CHAPTER, "subset_metrics", profile=P)
 shown = external.ci_columns(sm.set_index(["model", "subset"]), METRICS, keep=("n",))
 shown
 
@@ -429,7 +429,7 @@ shown
 # differences, with their intervals:
 
 # %%
-diff = runs.read_results(CHAPTER, "differences", profile=P)
+diff = results.read_results(CHAPTER, "differences", profile=P)
 diff.assign(**{"delta [95 % CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(diff.delta, diff.low, diff.high)]}) \
     [["model", "comparison", "metric", "a", "b", "n_a", "n_b", "delta [95 % CI]"]].round(3)
 
@@ -445,7 +445,7 @@ diff.assign(**{"delta [95 % CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo,
 # ASFF right, `c` = only ResNet-50 right):
 
 # %%
-runs.read_results(CHAPTER, "paired_tests", profile=P).round(4)
+results.read_results(CHAPTER, "paired_tests", profile=P).round(4)
 
 # %% [markdown]
 # The paper claims ASFF "outperforms the ResNet-50 baseline" on the external set without an
@@ -459,7 +459,7 @@ runs.read_results(CHAPTER, "paired_tests", profile=P).round(4)
 # ### What this means for the paper's 80.15 %
 
 # %%
-s = runs.read_results(CHAPTER, "summary", profile=P)
+s = results.read_results(CHAPTER, "summary", profile=P)
 print(f"data3/test images in this external set: {s['n_data3_test']}, of which with a copy in isic_balanced: "
       f"{s['contaminated_fraction_data3_test']:.1%}")
 print(f"paper: {s['paper_external_accuracy']} % = {s['paper_external_accuracy_k_of_660']}/660")
@@ -479,7 +479,7 @@ print(f"if its model was right on every contaminated test image, its accuracy on
 # ### Shift: colour, size and calibration
 
 # %%
-runs.read_results(CHAPTER, "shift", profile=P).round(3)
+results.read_results(CHAPTER, "shift", profile=P).round(3)
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -508,7 +508,7 @@ plt.show()
 # Calibration of the main model:
 
 # %%
-cal = runs.read_results(CHAPTER, "calibration", profile=P)
+cal = results.read_results(CHAPTER, "calibration", profile=P)
 print(cal.round(3).to_string())
 fig, ax = plt.subplots(figsize=(4.6, 4.2))
 plots.plot_reliability({k: (v.y_true, v.y_score) for k, v in (("internal test", int_preds["main"]), ("external", ext_preds["main"]))},

@@ -45,7 +45,7 @@ import textwrap
 import pandas as pd
 from IPython.display import Markdown, display
 
-from skinlesion_utils import cam, paper, reproduction, runs
+from skinlesion_utils import cam, metrics, paper, reproduction, results, runs
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("09_reproduction_audit")
@@ -195,7 +195,7 @@ display(Markdown(reproduction.group_lines(claims, "baselines")))
 
 # %%
 display(Markdown(reproduction.group_lines(claims, "ablation")))
-noise_file = runs.results_dir("06_ablation", P) / "verdict.csv"  # chapter 06: gain against seed noise
+noise_file = results.results_dir("06_ablation", P) / "verdict.csv"  # chapter 06: gain against seed noise
 if noise_file.is_file():
     display(pd.read_csv(noise_file, index_col=[0, 1])[["n_seeds", "mean_gain", "reference_sd", "fusion_sd", "verdict"]])
 else:
@@ -216,7 +216,7 @@ display(Markdown(reproduction.group_lines(claims, "gradcam")))
 g = claims.loc["gradcam.lesion_regions"]
 for prof in reproduction.PROFILES_READ:
     if pd.notna(g[f"{prof}_low"]):
-        side = cam.interval_word(g[f"{prof}_low"], g[f"{prof}_high"])
+        side = metrics.interval_word(g[f"{prof}_low"], g[f"{prof}_high"])
         display(Markdown(f"Under `{prof}` ({g[f'{prof}_setting']}), the maps' share of energy inside the lesion mask "
                          f"is **{side} chance**: energy − chance = {g[prof]} (mean [95 % CI])."))
 
@@ -258,7 +258,7 @@ display(Markdown(reproduction.group_lines(claims, "data")))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-arith = runs.read_results(CHAPTER, "arithmetic", profile=P, dtype={"printed": str})
+arith = results.read_results(CHAPTER, "arithmetic", profile=P, dtype={"printed": str})
 for _, r in arith.iterrows():
     print(f"{r.verdict.upper():13s} {r.subject} — printed {r.printed}, n = {r.n}")
     print(textwrap.indent(textwrap.fill(f"{r.check}: {r.detail}", 100), " " * 14))
@@ -296,7 +296,7 @@ for i, (key, r) in enumerate(tvc.iterrows(), 1):
 # their `summary.json` files, the packaged manifests and the ISIC 2020 ground truth:
 
 # %%
-shown = runs.read_results(CHAPTER, "findings", profile=P, keep_default_na=False)
+shown = results.read_results(CHAPTER, "findings", profile=P, keep_default_na=False)
 with pd.option_context("display.max_colwidth", 200):
     display(shown[["paper says", "the files say", "verdict", "source"]])
 
@@ -342,7 +342,7 @@ display(Markdown(reproduction.trust_markdown(claims, shown)))
 # %%
 for prof in reproduction.PROFILES_READ:
     try:
-        rd = runs.read_results("06_ablation", "fusion_weight_readings", profile=prof)
+        rd = results.read_results("06_ablation", "fusion_weight_readings", profile=prof)
     except FileNotFoundError:
         print(f"{prof}: chapter 06 has not written fusion_weight_readings yet")
         continue
@@ -460,7 +460,7 @@ bad_arith = set(arith.loc[arith.verdict == "inconsistent", "subject"].str.split(
 assert set(claims.index[claims.verdict == "inconsistent"]) <= bad_arith
 assert (shown.loc[["balanced classes", "a subset of ISIC 2020"], "verdict"] == "does not hold").all()
 # the gain the register computes from chapter 06's predictions is chapter 06's own paired difference
-paired_file = runs.results_dir("06_ablation", P) / "paired_tests.csv"
+paired_file = results.results_dir("06_ablation", P) / "paired_tests.csv"
 gain_ci = claims.loc["gain.accuracy_over_resnet50", "ci_value"]
 if paired_file.is_file() and pd.notna(gain_ci):
     pt = pd.read_csv(paired_file)

@@ -55,10 +55,7 @@ embedding (``method="embedding"``).
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from .data import IMAGE_EXTENSIONS, DataError, to_rgb
+from .results import results_dir
 from .splits import require_columns
 
 HASH_METHODS: tuple[str, ...] = ("phash", "dhash", "phash+dhash")
@@ -127,6 +125,16 @@ def clear_hash_cache() -> None:
     _HASH_CACHE.clear()
 
 
+def forget_hashes(folder: str | os.PathLike) -> int:
+    """Drop the cached hashes of every file under ``folder`` (e.g. temporary copies that are
+    deleted next); returns how many were dropped."""
+    prefix = str(Path(folder).resolve()) + os.sep
+    stale = [key for key in _HASH_CACHE if key[0].startswith(prefix)]
+    for key in stale:
+        del _HASH_CACHE[key]
+    return len(stale)
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """All image files under ``folder`` (recursive, sorted, hidden files skipped).
 
@@ -151,7 +159,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def _as_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+def as_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     if isinstance(paths, (str, os.PathLike)):
         p = Path(paths)
         if p.is_dir() or not p.exists():
@@ -250,7 +258,7 @@ def compute_hashes(
     """
     _check_method(method)
     crops = _check_crops(crops)
-    files = _as_paths(paths)
+    files = as_paths(paths)
     n_bytes = HASH_BITS[method] // 8
     bits = np.empty((len(files), len(crops), n_bytes), dtype=np.uint8)
 
@@ -430,12 +438,12 @@ def find_near_duplicates(
                 "the scale depends on the model. Fix: look at nearest_neighbour_distances(..., "
                 "method='embedding', model=...) first and choose it from that distribution."
             )
-        fa = [str(p) for p in _as_paths(paths_a)]
+        fa = [str(p) for p in as_paths(paths_a)]
         ea = compute_embeddings(fa, model, image_size=image_size, batch_size=batch_size, device=device, progress=progress)
         if paths_b is None:
             fb, eb = fa, ea
         else:
-            fb = [str(p) for p in _as_paths(paths_b)]
+            fb = [str(p) for p in as_paths(paths_b)]
             eb = compute_embeddings(fb, model, image_size=image_size, batch_size=batch_size, device=device, progress=progress)
         return _embedding_pairs(fa, ea, fb, eb, float(threshold), same=paths_b is None)
     _check_method(method)
@@ -536,7 +544,7 @@ def compute_embeddings(
     from PIL import Image
     from tqdm.auto import tqdm
 
-    files = _as_paths(paths)
+    files = as_paths(paths)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     was_training = model.training
@@ -686,103 +694,6 @@ def paired_distances(a: HashTable, b: HashTable) -> np.ndarray:
     return best
 
 
-def _copy_jpeg(img, q: int):
-    return img, dict(format="JPEG", quality=q)
-
-
-def _copy_half(img):
-    w, h = img.size
-    return img.resize((max(1, w // 2), max(1, h // 2)), _bicubic()), dict(format="PNG")
-
-
-def _copy_crop(img, frac: float):
-    w, h = img.size
-    dx, dy = round(w * (1 - frac) / 2), round(h * (1 - frac) / 2)
-    return img.crop((dx, dy, w - dx, h - dy)), dict(format="JPEG", quality=90)
-
-
-def _copy_brightness(img, factor: float):
-    from PIL import ImageEnhance
-
-    return ImageEnhance.Brightness(img).enhance(factor), dict(format="JPEG", quality=90)
-
-
-def _copy_combined(img):
-    cropped, _ = _copy_crop(img, 0.95)
-    half, _ = _copy_half(cropped)
-    return half, dict(format="JPEG", quality=50)
-
-
-def _bicubic():
-    from PIL import Image
-
-    return Image.Resampling.BICUBIC
-
-
-#: The edits :func:`copy_distances` applies: name -> ``f(PIL image) -> (image, save options)``.
-COPY_TRANSFORMS = {
-    "JPEG quality 50": lambda img: _copy_jpeg(img, 50),
-    "half size": _copy_half,
-    "centre crop 95 %": lambda img: _copy_crop(img, 0.95),
-    "brightness +10 %": lambda img: _copy_brightness(img, 1.10),
-    "crop + half + JPEG 50": _copy_combined,
-}
-
-
-def copy_distances(
-    paths: str | os.PathLike | Sequence[str | os.PathLike],
-    transforms: Sequence[str] | None = None,
-    *,
-    method: str = DEFAULT_METHOD,
-    crops: Sequence[float] = DEFAULT_CROPS,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """How far an edited copy of an image lands from the original, in hash bits.
-
-    Each image is re-saved with every edit of :data:`COPY_TRANSFORMS` (re-encoding, resizing,
-    a centre crop, a brightness change, a combination) into a temporary folder (deleted on
-    return; nothing is written next to the images), hashed, and compared with its original by
-    :func:`paired_distances`. This is the distribution a duplicate threshold must cover.
-
-    Args:
-        paths: a folder or a list of image files (the originals).
-        transforms: names from :data:`COPY_TRANSFORMS` (default: all).
-        method, crops, progress: see :func:`compute_hashes`.
-
-    Returns:
-        DataFrame ``file, edit, distance (int, bits)``, one row per image and edit (the name
-        from :data:`COPY_TRANSFORMS`), in the order of ``paths`` then ``transforms``.
-    """
-    from PIL import Image
-
-    names = list(COPY_TRANSFORMS) if transforms is None else list(transforms)
-    unknown = [t for t in names if t not in COPY_TRANSFORMS]
-    if unknown:
-        raise ValueError(f"Unknown transform(s) {unknown}. Fix: use names from {list(COPY_TRANSFORMS)}.")
-    files = _as_paths(paths)
-    originals = compute_hashes(files, method, crops=crops, progress=progress)
-    rows_file, rows_kind, copies = [], [], []
-    with tempfile.TemporaryDirectory(prefix="skinlesion-copies-") as tmp:
-        for i, path in enumerate(files):
-            with Image.open(path) as img:
-                img = to_rgb(img, path)
-                img.load()
-            for k, kind in enumerate(names):
-                edited, options = COPY_TRANSFORMS[kind](img)
-                out = Path(tmp) / f"{i:06d}_{k:02d}.{'png' if options['format'] == 'PNG' else 'jpg'}"
-                edited.save(out, **options)
-                rows_file.append(str(path))
-                rows_kind.append(kind)
-                copies.append(out)
-        table = compute_hashes(copies, method, crops=crops, progress=progress)
-        prefix = str(Path(tmp).resolve()) + os.sep  # temporary files: forget their hashes
-        for key in [key for key in _HASH_CACHE if key[0].startswith(prefix)]:
-            del _HASH_CACHE[key]
-    repeat = np.repeat(np.arange(len(files)), len(names))
-    orig = HashTable(tuple(originals.files[j] for j in repeat), originals.bits[repeat], originals.method, originals.crops)
-    return pd.DataFrame({"file": rows_file, "edit": rows_kind, "distance": paired_distances(orig, table)})
-
-
 def annotate_pairs(pairs: pd.DataFrame, dataset_a: str, dataset_b: str | None = None) -> pd.DataFrame:
     """Add where each image of a pair comes from: data set, split and class.
 
@@ -819,39 +730,6 @@ def annotate_pairs(pairs: pd.DataFrame, dataset_a: str, dataset_b: str | None = 
         out[f"label_{side}"] = [label_of(f) for f in files]
     out["distance"] = pairs["distance"]
     out["method"] = pairs["method"]
-    return out
-
-
-def pair_summary(pairs: pd.DataFrame, n_a: int, n_b: int) -> dict:
-    """Counts of a cross-set pair table (``a`` = the reference set, ``b`` = the audited set).
-
-    Args:
-        pairs: an :func:`annotate_pairs` table (or any table with ``file_a, file_b, distance``;
-            the label and split counts need the annotated columns).
-        n_a, n_b: images in each set.
-
-    Returns:
-        ``dict`` of plain ints/floats: ``pairs``, ``exact_pairs`` (distance 0), ``a_images``,
-        ``b_images``, ``a_with_copy`` / ``b_with_copy`` (distinct images of each set in at least
-        one pair), ``b_fraction_with_copy``, and with annotations ``label_disagreements`` (pairs
-        whose classes differ) and ``b_with_copy_by_split_a`` (distinct ``b`` images with a copy
-        in each split of ``a``).
-    """
-    require_columns(pairs, "file_a", "file_b", "distance")
-    b_with = int(pairs["file_b"].nunique())
-    out = {
-        "pairs": int(len(pairs)),
-        "exact_pairs": int((pairs["distance"] == 0).sum()),
-        "a_images": int(n_a),
-        "b_images": int(n_b),
-        "a_with_copy": int(pairs["file_a"].nunique()),
-        "b_with_copy": b_with,
-        "b_fraction_with_copy": b_with / n_b if n_b else 0.0,
-    }
-    if {"label_a", "label_b"} <= set(pairs.columns):
-        out["label_disagreements"] = int((pairs["label_a"] != pairs["label_b"]).sum())
-    if "split_a" in pairs.columns and (pairs["split_a"] != "").any():
-        out["b_with_copy_by_split_a"] = {str(k): int(v) for k, v in pairs.groupby("split_a")["file_b"].nunique().items()}
     return out
 
 
@@ -904,111 +782,12 @@ def jpeg_fingerprints(root: str | os.PathLike, ids: Sequence[str] | None = None)
     return pd.DataFrame(rows, columns=["id", "label", "quant_table", "subsampling", "density", "exif", "exif_make", "bytes"])
 
 
-def pair_gallery(
-    pairs: pd.DataFrame,
-    root_a: str | os.PathLike,
-    root_b: str | os.PathLike | None = None,
-    *,
-    size: int = 160,
-    ncols: int = 8,
-    title: str | None = None,
-):
-    """Show pairs side by side: for each row, ``file_a`` then ``file_b``, titled with the id
-    (``split/class/name``) and the distance. Images are squashed to ``size``² for display.
-
-    Args:
-        pairs: rows of a pair table (``file_a, file_b, distance``) with ids as files
-            (:func:`hash_dataset`); pass the few rows to show (e.g. ``pairs.head(8)``).
-        root_a, root_b: data set folders the ids are relative to (``root_b=None``: ``root_a``).
-        size: display side in pixels. ncols: panels per row (even: pairs stay together).
-        title: overall title.
-
-    Returns:
-        The matplotlib Figure from :func:`skinlesion_utils.plots.image_grid` (2 panels per row
-        of ``pairs``).
-    """
-    from . import data, plots
-
-    if pairs.empty:
-        raise ValueError("pair_gallery: no pairs to show. Fix: pass at least one row of a pair table.")
-    if ncols % 2:
-        raise ValueError(f"pair_gallery: ncols={ncols} must be even so that the two images of a pair share a row.")
-    root_a = Path(root_a)
-    root_b = root_a if root_b is None else Path(root_b)
-    images, titles = [], []
-    for fa, fb, dist in zip(pairs["file_a"], pairs["file_b"], pairs["distance"]):
-        for root, f in ((root_a, fa), (root_b, fb)):
-            images.append(data.decode_image(root / f, size))
-            name = Path(str(f))
-            titles.append("/".join(name.parts[-3:-1] + (name.stem,)) + (f"\nd = {dist}" if f == fb else "\n"))
-    ncols = min(ncols, len(images))
-    nrows = -(-len(images) // ncols)
-    figsize = (1.6 * ncols, 2.0 * nrows + (0.4 if title else 0.0))  # room for two-line titles
-    return plots.image_grid(images, titles=titles, ncols=ncols, figsize=figsize, title=title)
-
-
 # ----------------------------------------------------------------------------- results files
 
-#: Set ``SKINLESION_RESULTS`` to write the chapters' results files somewhere else.
-ENV_RESULTS = "SKINLESION_RESULTS"
 #: The chapter that writes the audit's results files.
 AUDIT_CHAPTER = "01_dataset"
 #: The pair tables chapter 01 saves (``which`` -> file name in its results folder).
 PAIRS_FILES = {"train_test": "pairs_train_test.csv", "external": "pairs_external.csv"}
-
-
-def results_root() -> Path:
-    """Folder of the chapters' results files: ``$SKINLESION_RESULTS``; else ``results/`` of the
-    repository when the package runs from a checkout (``make``, CI); else ``./results``
-    (e.g. a pip-installed package on Colab)."""
-    env = os.environ.get(ENV_RESULTS)
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "_toc.yml").is_file() and (repo / "chapters").is_dir():
-        return repo / "results"
-    return Path.cwd() / "results"
-
-
-def results_dir(chapter: str, profile: str) -> Path:
-    """``<results_root()>/<profile>/<chapter>``, e.g. ``results/ci/01_dataset`` (not created).
-
-    Args:
-        chapter: chapter file stem, e.g. ``"01_dataset"``.
-        profile: profile name (``P.name``): ``"ci"`` or ``"full"``.
-    """
-    if not chapter or "/" in chapter or not profile or "/" in profile:
-        raise ValueError(f"results_dir({chapter!r}, {profile!r}): expected a chapter stem like '01_dataset' and a profile name like 'ci'.")
-    return results_root() / profile / chapter
-
-
-def write_json_atomic(obj, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON via a temporary file + ``os.replace`` (see
-    :func:`write_csv_atomic`); numpy scalars are converted. Creates the parent folder."""
-    import json
-
-    def default(o):
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, (set, tuple)):
-            return list(o)
-        raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, indent=1, default=default) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 def read_audit_pairs(which: str, profile: str) -> pd.DataFrame:
@@ -1033,113 +812,28 @@ def read_audit_pairs(which: str, profile: str) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False)
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``df`` as CSV (no index) via a temporary file in the same folder + ``os.replace``,
-    so a reader never sees half a file. Creates the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def add_audit_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``audit`` sub-command to an ``argparse`` sub-parsers object; returns it.
-
-    ``python -m skinlesion_utils audit --a FOLDER [--b FOLDER] [--threshold T] --out pairs.csv``
-    """
-    p = subparsers.add_parser(
-        "audit",
-        help="find near-duplicate images (perceptual hashes) within a folder or across two",
-        description=(
-            "Write one CSV row per near-duplicate pair (file_a, file_b, distance, method). "
-            "With --b, pairs across the two folders; without, pairs within --a. "
-            "Folders are searched recursively; nothing is written next to the images."
-        ),
-    )
-    p.add_argument("--a", required=True, metavar="FOLDER", help="folder of images")
-    p.add_argument("--b", metavar="FOLDER", help="second folder: report only pairs across --a and --b")
-    p.add_argument(
-        "--threshold", type=int, default=None,
-        help=f"largest Hamming distance in bits (default {DEFAULT_THRESHOLD} of 128 for phash+dhash)",
-    )
-    p.add_argument("--method", choices=HASH_METHODS, default=DEFAULT_METHOD, help="perceptual hash")
-    p.add_argument("--out", required=True, metavar="CSV", help="output CSV file (written atomically)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run_audit)
-    return p
-
-
-def run_audit(args: argparse.Namespace) -> int:
-    """Run the ``audit`` sub-command from parsed arguments; returns the exit status (0)."""
-    pairs = find_near_duplicates(args.a, args.b, threshold=args.threshold, method=args.method, progress=not args.quiet)
-    out = write_csv_atomic(pairs, args.out)
-    where = f"{args.a} ↔ {args.b}" if args.b else f"within {args.a}"
-    exact = int((pairs["distance"] == 0).sum())
-    print(f"{len(pairs)} near-duplicate pair(s) {where} ({exact} at distance 0) -> {out}")
-    return 0
-
-
-def audit_main(argv: Sequence[str] | None = None) -> int:
-    """``audit`` as a stand-alone command line: ``audit_main(["--a", folder, "--out", "p.csv"])``."""
-    parser = argparse.ArgumentParser(prog="python -m skinlesion_utils")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_audit_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "audit":
-        argv = ["audit", *argv]
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
 __all__ = [
     "DEFAULT_CROPS",
     "DEFAULT_METHOD",
     "DEFAULT_THRESHOLD",
     "HASH_METHODS",
     "AUDIT_CHAPTER",
-    "COPY_TRANSFORMS",
-    "ENV_RESULTS",
     "HashTable",
     "PAIRS_FILES",
-    "add_audit_parser",
     "annotate_pairs",
-    "audit_main",
     "clear_hash_cache",
     "compute_embeddings",
     "compute_hashes",
-    "copy_distances",
     "duplicate_clusters",
     "find_near_duplicates",
+    "forget_hashes",
     "hamming_distance_histogram",
     "hash_dataset",
     "hash_pairs",
     "jpeg_fingerprints",
     "list_images",
     "nearest_neighbour_distances",
-    "pair_gallery",
-    "pair_summary",
+    "as_paths",
     "paired_distances",
     "read_audit_pairs",
-    "results_dir",
-    "results_root",
-    "run_audit",
-    "write_csv_atomic",
-    "write_json_atomic",
 ]

@@ -1,7 +1,7 @@
 """Maintenance of the book's chapters: pair check, Colab links, execution, student copies.
 
 Used by the Makefile (``make test``, ``make notebooks``, ``make student``); the lab guide
-(``book/lab``) explains the student copies. Run ``python -m skinlesion_utils.book_tools --help``.
+(``book/lab``) explains the student copies. Run ``skinlesion book --help``.
 
 * ``check``   — every ``chapters/NN_*.py`` ⇄ ``.ipynb`` pair has the same cells (type, source,
   tags), every code cell of the ``.ipynb`` has stored outputs from an execution, and every
@@ -12,12 +12,12 @@ Used by the Makefile (``make test``, ``make notebooks``, ``make student``); the 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
 import time
 from pathlib import Path
+
+from .results import write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
@@ -146,7 +146,7 @@ def fix_badges(root: Path = ROOT) -> None:
         new = BADGE_RE.sub(colab_url(py.stem, root), text)
         new = INSTALL_RE.sub(install_spec(root), new)
         if new != text:
-            py.write_text(new)
+            write_text(py, new)
             print(f"updated {py.name}")
 
 
@@ -172,34 +172,3 @@ def execute(paths: list[Path], profile: str = "ci", timeout: int = 3600) -> None
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
         jupytext.write(nb, py.with_suffix(".ipynb"), fmt="ipynb")
         print(f"  {py.name}: {time.time() - start:.0f} s", flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m skinlesion_utils.book_tools", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("check", help="check chapter pairs, stored outputs and Colab links")
-    sub.add_parser("badges", help="rewrite Colab badges and install lines from _config.yml")
-    ex = sub.add_parser("execute", help="execute chapters (ci profile) and store their outputs")
-    ex.add_argument("chapters", nargs="*", type=Path)
-    ex.add_argument("--profile", default="ci")
-    st = sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
-    st.add_argument("--out", type=Path, default=ROOT / "student")
-    args = parser.parse_args(argv)
-    if args.cmd == "check":
-        return 1 if check() else 0
-    if args.cmd == "badges":
-        fix_badges()
-        return 0
-    if args.cmd == "execute":
-        execute(args.chapters or chapter_sources(), profile=args.profile)
-        return 0
-    if args.cmd == "student":
-        from .lab import make_student_copies
-
-        make_student_copies(chapter_sources(), args.out)
-        return 0
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,56 +13,84 @@ the hooks, and scores the maps.
   spatial size at a given input size (ResNet-50's ``layer4`` is 2 × 2 at 64 px).
 * :func:`compute_cams` – ``uint8 [N, 3, R, R]`` images → ``float32 [N, R, R]`` maps in
   [0, 1], in batches, with the ``with GradCAM(...) as cam:`` form so that no hook stays on the
-  model, and without touching the model's parameter gradients.
+  model, and without touching the model's parameter gradients. :func:`compute_cams_layers` –
+  the maps of several target layers from one pass per batch (the same batching loop).
 * :func:`randomisation_check` – the model-parameter randomisation test of Adebayo et al.
   (2018, "Sanity checks for saliency maps"): re-initialise the model's blocks from the top down
   (cascading) or one at a time (independent), on a deep copy, and measure how much the maps
   change (Spearman rank correlation and SSIM against the original maps). A map that does not
   change when the weights it should explain are destroyed explains nothing about the model.
+  :func:`randomisation_maps` – the maps of the cascading steps (same seed, same weights), for
+  figures; :func:`default_blocks` / :func:`stage_blocks` – the blocks it re-initialises.
 * :func:`faithfulness` – per image: ROAD (Rong et al. 2022; most/least relevant first and the
   combined score) and the confidence change when the image is multiplied by its map, both from
   ``pytorch_grad_cam.metrics``.
 * :func:`localisation_score` – per image: the share of the map's mass inside the lesion mask
   ("energy inside", Wang et al. 2020) and the pointing game (Zhang et al. 2018: is the map's
   maximum inside the mask?), next to the chance level (the mask's area fraction).
+  :func:`summarise_localisation` – their means with bootstrap intervals; :func:`centre_prior` –
+  the image-independent baseline map (a central Gaussian).
 * :func:`load_masks` – expert masks from a folder, matched to images by file stem.
   :func:`approximate_lesion_mask` – a classical segmentation (Otsu on CIE L*, morphology,
   largest central component) for images without expert masks. Such masks are **approximate**
   and every table and file that uses them says so (``mask_kind="approximate"``).
-* :func:`add_cam_score_parser` – ``python -m skinlesion_utils cam-score --checkpoint FILE
+* :func:`cam_score` – the ``cam-score`` command (:func:`add_cam_score_parser`,
+  :func:`run_cam_score`): ``python -m skinlesion_utils cam-score --checkpoint FILE
   --images FOLDER [--masks FOLDER] --out FILE.json``.
+
+What only chapter 07's analysis needs (tables of several models, paired comparisons, the
+image-independence controls, artifact marks, example selection) is in
+:mod:`skinlesion_utils.studies.ch07_gradcam`.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import copy
-import json
 import math
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
+from PIL import Image
+from scipy import ndimage as ndi
+from scipy.stats import spearmanr
 from torch import nn
+
+from .data import CLASSES, IMAGE_EXTENSIONS, DataError, ImageTensorStore, decode_image
+from .metrics import mean_ci
+from .models import LeNet5
+from .profiles import resolve_device
+from .results import write_json
+from .train import load_checkpoint, normalise
 
 __all__ = [
     "METHODS",
+    "MASK_KINDS",
     "cam_target_layer",
     "cam_map_size",
+    "as_images",
     "compute_cams",
+    "compute_cams_layers",
     "default_blocks",
+    "stage_blocks",
     "randomisation_check",
+    "randomisation_maps",
     "ssim",
+    "spearman",
     "faithfulness",
+    "as_numpy",
     "localisation_score",
     "summarise_localisation",
+    "centre_prior",
     "load_masks",
     "approximate_lesion_mask",
     "approximate_lesion_masks",
     "cam_score",
     "add_cam_score_parser",
+    "run_cam_score",
 ]
 
 
@@ -87,7 +115,17 @@ METHODS: tuple[str, ...] = (
     "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "gradcamelementwise", "eigencam", "scorecam",
 )
 
+#: Kinds of lesion mask a localisation table can be built on (copied into every row).
 MASK_KINDS = ("expert", "approximate")
+
+
+def _method_class(method: str) -> type:
+    """The pytorch-grad-cam class of ``method`` (one of :data:`METHODS`, any case)."""
+    methods = _methods()
+    key = method.lower()
+    if key not in methods:
+        raise ValueError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}.")
+    return methods[key]
 
 
 # --------------------------------------------------------------------------- target layers
@@ -108,8 +146,6 @@ def _last_of(module: nn.Module, kind: type | tuple[type, ...]) -> nn.Module:
 def _rule_for(model: nn.Module) -> tuple[str, Callable[[nn.Module], nn.Module]] | None:
     """(description, getter) of the target layer for the architectures this book uses."""
     import torchvision.models as tvm
-
-    from .models import LeNet5
 
     if isinstance(getattr(model, "cam_layer", None), nn.Module):
         return "cam_layer (the final spatial map, e.g. ASFF-ResNet50's fused map)", lambda m: m.cam_layer
@@ -217,23 +253,27 @@ def cam_map_size(model: nn.Module, image_size: int, target_layer: nn.Module | No
     """
     layer = target_layer if target_layer is not None else cam_target_layer(model)
     shapes: list[tuple[int, ...]] = []
-    handle = layer.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
     was_training = model.training
-    try:
-        model.eval()
-        model(torch.zeros(1, 3, image_size, image_size, device=_model_device(model)))
-    finally:
-        handle.remove()
-        model.train(was_training)
+    with layer.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape))):  # removed on leaving
+        try:
+            model.eval()
+            model(torch.zeros(1, 3, image_size, image_size, device=_model_device(model)))
+        finally:
+            model.train(was_training)
     if not shapes or len(shapes[0]) != 4:
         raise ValueError(f"The target layer's output is not a [B, C, h, w] map: {shapes[:1]}.")
     return int(shapes[0][2]), int(shapes[0][3])
 
 
 # --------------------------------------------------------------------------- CAMs
-def _as_images(images) -> torch.Tensor:
-    """Check ``images`` and return them as a tensor: uint8 [N,3,H,W] as they are (normalised
-    batch by batch, see :func:`_model_input`), float [N,3,H,W] taken as already normalised."""
+def as_images(images) -> torch.Tensor:
+    """Check ``images`` and return them as a tensor: ``uint8 [N, 3, H, W]`` as they are
+    (normalised batch by batch on the way into the model), ``float [N, 3, H, W]`` taken as
+    already ImageNet-normalised; one ``[3, H, W]`` image becomes ``[1, 3, H, W]``.
+
+    Raises:
+        ValueError: another shape or dtype, or float values that look like raw pixels.
+    """
     x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
     if x.ndim == 3:
         x = x.unsqueeze(0)
@@ -258,10 +298,8 @@ def _as_images(images) -> torch.Tensor:
 
 
 def _model_input(batch: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """One batch of :func:`_as_images` → the model's input on ``device`` (uint8 → normalised
+    """One batch of :func:`as_images` → the model's input on ``device`` (uint8 → normalised
     with :func:`skinlesion_utils.train.normalise`)."""
-    from .train import normalise
-
     batch = batch.to(device)
     return (normalise(batch) if batch.dtype == torch.uint8 else batch).to(dtype)
 
@@ -298,6 +336,60 @@ def _explaining(model: nn.Module):
         model.train(was_training)
 
 
+def _call_cam(cam, xb: torch.Tensor, tb) -> np.ndarray:
+    """One ``cam(input_tensor=xb, targets=tb)`` call → ``float32`` maps, with the IndexError that
+    the library's ``__exit__`` would swallow turned into a RuntimeError."""
+    try:
+        out = cam(input_tensor=xb, targets=tb)
+    except IndexError as exc:  # the library's __exit__ swallows IndexError: re-raise
+        raise RuntimeError(
+            f"pytorch-grad-cam failed: IndexError: {exc}. Is a target class outside the "
+            "model's outputs (0 = benign, 1 = malignant)?"
+        ) from exc
+    return np.asarray(out, dtype=np.float32)
+
+
+def _cam_batches(model: nn.Module, x_all: torch.Tensor, layers: list[nn.Module], cam_class: type, targets,
+                 batch_size: int, *, input_grad: bool, before: Callable[[], None] | None = None,
+                 after: Callable[[np.ndarray], object] | None = None) -> tuple[list, np.ndarray]:
+    """The one batching loop of :func:`compute_cams` and :func:`compute_cams_layers`.
+
+    ``cam_class(model=model, target_layers=layers)`` runs inside ``with ... as cam:`` (its hooks
+    are released on leaving, also on an error) and :func:`_explaining` (eval mode, parameters
+    frozen), over ``x_all`` (checked by :func:`as_images`) in batches of ``batch_size``.
+    ``input_grad`` makes each batch's input require a gradient; ``before()`` is called before each
+    batch, ``after(maps)`` turns each batch's ``float32`` output into what is kept (default: the
+    output itself).
+
+    Returns:
+        ``(kept, logits)``: one kept item per batch and the logits ``float32 [N, C]`` of the
+        forward passes (``[0, 0]`` for no images).
+    """
+    n = x_all.shape[0]
+    tgts = _targets_for(targets, n)
+    dev, dtype = _model_device(model), _model_dtype(model)
+    kept, logits = [], []
+    with _explaining(model):
+        with cam_class(model=model, target_layers=layers) as cam:
+            for start in range(0, n, batch_size):
+                if before is not None:
+                    before()
+                xb = _model_input(x_all[start:start + batch_size], dev, dtype)
+                if input_grad:
+                    xb = xb.requires_grad_(True)
+                tb = None if tgts is None else tgts[start:start + batch_size]
+                out = _call_cam(cam, xb, tb)
+                kept.append(out if after is None else after(out))
+                logits.append(cam.outputs.detach().float().cpu().numpy())
+                cam.outputs = None  # frees the batch's graph (the library keeps it otherwise)
+    return kept, (np.concatenate(logits) if logits else np.zeros((0, 0), np.float32))
+
+
+def _joined(parts: list[np.ndarray], size: tuple[int, ...]) -> np.ndarray:
+    """Per-batch maps → ``float32 [N, *size]`` clipped to [0, 1] (``[0, *size]`` for no batch)."""
+    return np.clip(np.concatenate(parts), 0.0, 1.0) if parts else np.zeros((0,) + size, np.float32)
+
+
 def compute_cams(
     model: nn.Module,
     images,
@@ -332,38 +424,115 @@ def compute_cams(
     All hooks are registered and removed inside a ``with <CAM>(...) as cam:`` block, so the model
     carries no hook afterwards (the tests check ``_forward_hooks`` of every module).
     """
-    methods = _methods()
-    key = method.lower()
-    if key not in methods:
-        raise ValueError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}.")
+    cam_class = _method_class(method)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    x_all = _as_images(images)
-    n = x_all.shape[0]
+    x_all = as_images(images)
     layer = target_layer if target_layer is not None else cam_target_layer(model)
     _module_name(model, layer)  # fails early, with a clear message, for a foreign layer
-    tgts = _targets_for(targets, n)
-    dev, dtype = _model_device(model), _model_dtype(model)
-    cams, logits = [], []
-    with _explaining(model):
-        with methods[key](model=model, target_layers=[layer]) as cam:
-            for start in range(0, n, batch_size):
-                xb = _model_input(x_all[start:start + batch_size], dev, dtype).requires_grad_(True)
-                tb = None if tgts is None else tgts[start:start + batch_size]
-                try:
-                    out = cam(input_tensor=xb, targets=tb)
-                except IndexError as exc:  # the library's __exit__ swallows IndexError: re-raise
-                    raise RuntimeError(
-                        f"pytorch-grad-cam failed: IndexError: {exc}. Is a target class outside the "
-                        "model's outputs (0 = benign, 1 = malignant)?"
-                    ) from exc
-                cams.append(np.asarray(out, dtype=np.float32))
-                logits.append(cam.outputs.detach().float().cpu().numpy())
-                cam.outputs = None  # frees the batch's graph (the library keeps it otherwise)
-    result = np.clip(np.concatenate(cams), 0.0, 1.0) if cams else np.zeros((0,) + tuple(x_all.shape[2:]), np.float32)
-    if return_logits:
-        return result, (np.concatenate(logits) if logits else np.zeros((0, 0), np.float32))
-    return result
+    cams, logits = _cam_batches(model, x_all, [layer], cam_class, targets, batch_size, input_grad=True)
+    result = _joined(cams, tuple(x_all.shape[2:]))
+    return (result, logits) if return_logits else result
+
+
+def _per_layer_class(method: str) -> type:
+    """The pytorch-grad-cam class of ``method`` with its layer average switched off: each target
+    layer's map (already ReLU'd, min-max scaled and resized by the library) is kept apart."""
+    base = _method_class(method)
+
+    def aggregate_multi_layers(self, cam_per_target_layer):  # [B, 1, H, W] per layer → [B, L, H, W]
+        from pytorch_grad_cam.utils.image import scale_cam_image
+
+        # what the library does with a single layer (ReLU, mean over one layer, min-max scale),
+        # layer by layer: the maps equal those of one call per layer
+        return np.stack([scale_cam_image(np.maximum(c[:, 0], 0)) for c in cam_per_target_layer], axis=1)
+
+    return type(f"PerLayer{base.__name__}", (base,), {"aggregate_multi_layers": aggregate_multi_layers})
+
+
+def _resolve_layers(model: nn.Module, layers) -> dict[str, nn.Module]:
+    """``layers`` of :func:`compute_cams_layers` → ``{name: sub-module of model}``, in order."""
+    if not isinstance(layers, dict):
+        layers = {("default" if spec is None else str(spec)): spec for spec in layers}
+    if not layers:
+        raise ValueError("layers is empty; pass e.g. {'default': None, 'layer3': 'layer3'}.")
+    resolved: dict[str, nn.Module] = {}
+    for name, spec in layers.items():
+        layer = spec if isinstance(spec, nn.Module) else cam_target_layer(model, spec)
+        _module_name(model, layer)
+        resolved[name] = layer
+    return resolved
+
+
+def compute_cams_layers(
+    model: nn.Module,
+    images,
+    layers,
+    targets=None,
+    method: str = "gradcam",
+    batch_size: int = 32,
+    *,
+    return_logits: bool = False,
+):
+    """Class-activation maps at several target layers from one forward/backward pass per batch.
+
+    The same maps as :func:`compute_cams` called once per layer (the tests check it), at a
+    fraction of the cost: pytorch-grad-cam hooks all layers at once and keeps each layer's map
+    apart instead of averaging them, and the backward pass stops at the lowest target layer
+    (its input is detached there: the gradient of the score with respect to a layer's
+    activations does not involve the layers below it).
+
+    Args:
+        model: classifier, as in :func:`compute_cams` (its mode, ``requires_grad`` flags and
+            hooks are left as they were; no parameter gradient is computed).
+        images: ``uint8 [N, 3, R, R]`` or normalised ``float32 [N, 3, R, R]``.
+        layers: ``{name: layer}`` where ``layer`` is a sub-module, a dotted module name, or
+            ``None`` (the model's :func:`cam_target_layer`); or a list of dotted names / ``None``
+            (named by themselves, ``None`` → ``"default"``).
+        targets: as in :func:`compute_cams` (``None``: each image's predicted class).
+        method: one of :data:`METHODS`.
+        batch_size: images per pass.
+        return_logits: also return the logits ``float32 [N, C]``.
+
+    Returns:
+        ``{name: float32 [N, R, R] in [0, 1]}`` (or ``(maps, logits)``), in the order of ``layers``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    resolved = _resolve_layers(model, layers)
+    cls = _per_layer_class(method)
+    x_all = as_images(images)
+    unique = list(dict.fromkeys(resolved.values()))  # a layer named twice is hooked once
+    state: dict = {"cut": False, "order": []}
+
+    def cut(module, args):
+        # records the forward order of the target layers (pytorch-grad-cam returns the layers'
+        # maps in that order); the first one reached gets a fresh leaf as its input
+        state["order"].append(module)
+        if state["cut"] or not args or not isinstance(args[0], torch.Tensor):
+            return None
+        state["cut"] = True
+        # a new leaf (clone: an in-place first op, e.g. ReLU(inplace=True), may modify it)
+        return (args[0].detach().requires_grad_(True).clone(),) + tuple(args[1:])
+
+    def split(out: np.ndarray) -> dict[str, np.ndarray]:
+        order = list(dict.fromkeys(state["order"]))
+        if len(state["order"]) != len(unique) or len(order) != len(unique):
+            raise RuntimeError(
+                f"Each target layer must run exactly once per forward pass; {len(state['order'])} "
+                f"calls of {len(unique)} layers were seen. Fix: pick modules that are not reused "
+                "(e.g. a block such as 'layer4.2', not a ReLU shared inside it)."
+            )
+        return {k: out[:, order.index(layer)] for k, layer in resolved.items()}
+
+    with contextlib.ExitStack() as hooks:  # each RemovableHandle removes its hook on leaving
+        for layer in unique:
+            hooks.enter_context(layer.register_forward_pre_hook(cut))
+        parts, logits = _cam_batches(model, x_all, unique, cls, targets, batch_size, input_grad=False,
+                                     before=lambda: state.update(cut=False, order=[]), after=split)
+    size = tuple(x_all.shape[2:])
+    result = {k: _joined([p[k] for p in parts], size) for k in resolved}
+    return (result, logits) if return_logits else result
 
 
 # --------------------------------------------------------------------------- sanity check
@@ -377,8 +546,6 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
     writing this), computed with ``scipy.ndimage`` so that scikit-image is not needed. Adebayo
     et al. (2018) report SSIM next to rank correlations. 1 = identical maps.
     """
-    from scipy.ndimage import gaussian_filter
-
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
@@ -389,7 +556,7 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
         raise ValueError(f"ssim needs maps larger than {2 * pad + 1} px per side; got {a.shape}.")
 
     def filt(x):
-        return gaussian_filter(x, sigma=sigma, truncate=truncate, mode="reflect")
+        return ndi.gaussian_filter(x, sigma=sigma, truncate=truncate, mode="reflect")
 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     ua, ub = filt(a), filt(b)
@@ -398,9 +565,9 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
     return float(s[pad:-pad, pad:-pad].mean())
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of the pixels of two maps (any equal shapes; ``scipy.stats.
+    spearmanr`` of the flattened maps); NaN if either map is constant (it ranks no pixel)."""
     a, b = np.ravel(a), np.ravel(b)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")  # a constant map has no ranking
@@ -425,6 +592,14 @@ def default_blocks(model: nn.Module) -> list[str]:
         else:
             names.append(name)
     return names[::-1]
+
+
+def stage_blocks(model: nn.Module) -> list[str]:
+    """The model's top-level children that hold parameters, last first: the stages a coarse
+    cascading randomisation re-initialises (ASFF-ResNet50: ``head, fusion, layer4, layer3,
+    layer2, layer1, bn1, conv1``; :func:`default_blocks` opens each stage into its blocks)."""
+    inner = _unwrap(model)
+    return [n for n, c in inner.named_children() if any(True for _ in c.parameters())][::-1]
 
 
 @torch.no_grad()
@@ -456,6 +631,40 @@ def _checked_blocks(model: nn.Module, blocks: Sequence[str] | None) -> list[str]
     return blocks
 
 
+def _randomisation_setup(model, images, target_layer, targets, blocks, method, batch_size):
+    """``(layer name, checked blocks, original maps, fixed targets)`` of a randomisation: the
+    targets are ``targets`` or, for ``None``, the original model's predicted classes."""
+    layer = target_layer if target_layer is not None else cam_target_layer(model)
+    layer_name = _module_name(model, layer)
+    blocks = _checked_blocks(model, blocks)
+    original, logits = compute_cams(model, images, layer, targets, method, batch_size, return_logits=True)
+    fixed = list(np.argmax(logits, axis=1)) if targets is None else targets
+    return layer_name, blocks, original, fixed
+
+
+def _randomise_steps(model: nn.Module, blocks: list[str], mode: str, seed: int,
+                     visit: Callable[[int, str, nn.Module], None]) -> None:
+    """The one home of the randomisation steps, on a deep copy of ``model``.
+
+    ``visit(0, "none", copy)`` sees the unchanged copy; then, under ``torch.manual_seed(seed)``
+    (the caller's random state is restored afterwards), each block of ``blocks`` is
+    re-initialised in turn – ``"cascading"``: on top of the earlier steps, ``"independent"``:
+    on the original weights – and ``visit(step, block, copy)`` is called after it.
+    """
+    inner = _unwrap(model)
+    work = copy.deepcopy(inner)
+    visit(0, "none", work)
+    pristine = copy.deepcopy(inner.state_dict()) if mode == "independent" else None
+    dev = _model_device(work)
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for step, b in enumerate(blocks, start=1):
+            if pristine is not None:
+                work.load_state_dict(pristine)
+            _reinitialise(work.get_submodule(b))
+            visit(step, b, work)
+
+
 def randomisation_check(
     model: nn.Module,
     images,
@@ -467,7 +676,7 @@ def randomisation_check(
     method: str = "gradcam",
     batch_size: int = 32,
     seed: int = 0,
-) -> "pd.DataFrame":  # noqa: F821
+) -> pd.DataFrame:
     """Model-parameter randomisation test (Adebayo et al. 2018) on a deep copy of ``model``.
 
     Step 0 recomputes the maps of the unchanged copy (a control: Spearman = SSIM = 1 on a
@@ -498,41 +707,53 @@ def randomisation_check(
         longer ranks any pixel). Maps that explain the model must lose their similarity
         (Spearman → ~0, SSIM falls) as the weights are destroyed.
     """
-    import pandas as pd
-
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}.")
-    layer = target_layer if target_layer is not None else cam_target_layer(model)
-    layer_name = _module_name(model, layer)
-    inner = _unwrap(model)
-    blocks = _checked_blocks(model, blocks)
-
-    original, logits = compute_cams(model, images, layer, targets, method, batch_size, return_logits=True)
-    fixed = list(np.argmax(logits, axis=1)) if targets is None else targets
-
-    def maps_of(m: nn.Module) -> np.ndarray:
-        return compute_cams(m, images, m.get_submodule(layer_name), fixed, method, batch_size)
-
+    layer_name, blocks, original, fixed = _randomisation_setup(model, images, target_layer, targets, blocks,
+                                                               method, batch_size)
     rows: list[dict] = []
 
-    def record(step: int, block: str, maps: np.ndarray) -> None:
+    def record(step: int, block: str, work: nn.Module) -> None:
+        maps = compute_cams(work, images, work.get_submodule(layer_name), fixed, method, batch_size)
         for i, (o, r) in enumerate(zip(original, maps)):
             rows.append({"step": step, "block": block, "mode": mode, "image": i,
-                         "spearman": _spearman(o, r), "ssim": ssim(o, r) if min(o.shape) > 11 else float("nan"),
+                         "spearman": spearman(o, r), "ssim": ssim(o, r) if min(o.shape) > 11 else float("nan"),
                          "flat": bool(np.ptp(r) == 0)})
 
-    work = copy.deepcopy(inner)
-    record(0, "none", maps_of(work))
-    pristine = copy.deepcopy(inner.state_dict()) if mode == "independent" else None
-    dev = _model_device(work)
-    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for step, b in enumerate(blocks, start=1):
-            if pristine is not None:
-                work.load_state_dict(pristine)
-            _reinitialise(work.get_submodule(b))
-            record(step, b, maps_of(work))
+    _randomise_steps(model, blocks, mode, seed, record)
     return pd.DataFrame(rows)
+
+
+def randomisation_maps(
+    model: nn.Module,
+    images,
+    *,
+    blocks: Sequence[str] | None = None,
+    target_layer: nn.Module | None = None,
+    targets=None,
+    method: str = "gradcam",
+    batch_size: int = 32,
+    seed: int = 0,
+) -> tuple[list[str], np.ndarray]:
+    """The maps behind a cascading :func:`randomisation_check`, for figures.
+
+    Same steps, same seed and therefore the same randomised weights as
+    ``randomisation_check(model, images, mode="cascading", blocks=blocks, seed=seed)``: step 0
+    is the original model, step k has ``blocks[:k]`` re-initialised (on a deep copy).
+
+    Returns:
+        ``(steps, maps)``: ``steps = ["none", *blocks]`` and ``maps: float32 [len(steps), N, R, R]``.
+    """
+    layer_name, blocks, original, fixed = _randomisation_setup(model, images, target_layer, targets, blocks,
+                                                               method, batch_size)
+    out = [original]
+
+    def keep(step: int, block: str, work: nn.Module) -> None:
+        if step > 0:  # step 0 is the original model's maps, already computed
+            out.append(compute_cams(work, images, work.get_submodule(layer_name), fixed, method, batch_size))
+
+    _randomise_steps(model, blocks, "cascading", seed, keep)
+    return ["none", *blocks], np.stack(out)
 
 
 # --------------------------------------------------------------------------- faithfulness
@@ -545,7 +766,7 @@ def faithfulness(
     removal: Sequence[int] = (20, 40, 60, 80),
     batch_size: int = 32,
     seed: int = 0,
-) -> "pd.DataFrame":  # noqa: F821
+) -> pd.DataFrame:
     """Does the map point at what the model uses? Perturbation metrics of pytorch-grad-cam.
 
     All scores are changes of the target class's softmax probability, ``p(perturbed) − p(image)``,
@@ -581,12 +802,23 @@ def faithfulness(
         target on the original image), ``morf_<r>``/``lerf_<r>`` per removal level,
         ``road_morf``, ``road_lerf``, ``road_combined``, ``confidence_change``.
     """
-    import pandas as pd
-    from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
-    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+    x_all, cams, targets, removal = _faithfulness_inputs(images, cams, targets, removal)
+    metrics = _perturbation_metrics(removal)
+    dev, dtype = _model_device(model), _model_dtype(model)
+    rows: list[dict] = []
+    with _explaining(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for start in range(0, x_all.shape[0], batch_size):
+            xb = _model_input(x_all[start:start + batch_size], dev, dtype)
+            rows += _faithfulness_rows(model, xb, cams[start:start + batch_size], targets, start, metrics, removal)
+    return pd.DataFrame(rows)
 
-    x_all = _as_images(images)
-    cams = np.asarray(_np(cams), dtype=np.float32)
+
+def _faithfulness_inputs(images, cams, targets, removal):
+    """Checked inputs of :func:`faithfulness`: ``(images tensor, cams float32 [N, H, W],
+    targets None | int | list of N ints, removal list of ints)``."""
+    x_all = as_images(images)
+    cams = np.asarray(as_numpy(cams), dtype=np.float32)
     n = x_all.shape[0]
     if cams.shape != (n,) + tuple(x_all.shape[2:]):
         raise ValueError(
@@ -600,40 +832,51 @@ def faithfulness(
         targets = [int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)]
         if len(targets) != n:
             raise ValueError(f"Got {len(targets)} targets for {n} images; pass one per image, one int, or None.")
+    return x_all, cams, targets, removal
+
+
+def _perturbation_metrics(removal: list[int]) -> dict:
+    """``{column: pytorch_grad_cam.metrics object}``: ROAD MoRF/LeRF per removal level and the
+    confidence change of the image multiplied by its map."""
+    from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+
     metrics = {f"morf_{r}": ROADMostRelevantFirst(percentile=100 - r) for r in removal}
     metrics |= {f"lerf_{r}": ROADLeastRelevantFirst(percentile=100 - r) for r in removal}
     metrics["confidence_change"] = CamMultImageConfidenceChange()
-    dev, dtype = _model_device(model), _model_dtype(model)
-    rows: list[dict] = []
-    with _explaining(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for start in range(0, n, batch_size):
-            xb = _model_input(x_all[start:start + batch_size], dev, dtype)
-            cb = cams[start:start + batch_size]
-            probs = torch.softmax(model(xb).float(), dim=1).cpu().numpy()
-            if targets is None:
-                tb = probs.argmax(1)
-            elif isinstance(targets, (int, np.integer)):
-                tb = np.full(len(xb), int(targets))
-            else:
-                tb = np.asarray(targets[start:start + batch_size])
-            p0 = probs[np.arange(len(xb)), tb]
-            tg = _targets_for([int(t) for t in tb], len(xb), softmax=True)
-            after = {k: np.asarray(m(xb, cb, tg, model, return_diff=False), dtype=np.float64).reshape(-1)
-                     for k, m in metrics.items()}
-            for j in range(len(xb)):
-                row = {"image": start + j, "target": int(tb[j]), "p_target": float(p0[j])}
-                row |= {k: float(v[j] - p0[j]) for k, v in after.items() if k != "confidence_change"}
-                row["road_morf"] = float(np.mean([row[f"morf_{r}"] for r in removal]))
-                row["road_lerf"] = float(np.mean([row[f"lerf_{r}"] for r in removal]))
-                row["road_combined"] = (row["road_lerf"] - row["road_morf"]) / 2
-                row["confidence_change"] = float(after["confidence_change"][j] - p0[j])
-                rows.append(row)
-    return pd.DataFrame(rows)
+    return metrics
+
+
+def _faithfulness_rows(model, xb, cb, targets, start, metrics, removal) -> list[dict]:
+    """The :func:`faithfulness` rows of one batch: images ``xb`` (model input), maps ``cb``,
+    images ``start, start + 1, …`` of the whole set."""
+    probs = torch.softmax(model(xb).float(), dim=1).cpu().numpy()
+    if targets is None:
+        tb = probs.argmax(1)
+    elif isinstance(targets, (int, np.integer)):
+        tb = np.full(len(xb), int(targets))
+    else:
+        tb = np.asarray(targets[start:start + len(xb)])
+    p0 = probs[np.arange(len(xb)), tb]
+    tg = _targets_for([int(t) for t in tb], len(xb), softmax=True)
+    after = {k: np.asarray(m(xb, cb, tg, model, return_diff=False), dtype=np.float64).reshape(-1)
+             for k, m in metrics.items()}
+    rows = []
+    for j in range(len(xb)):
+        row = {"image": start + j, "target": int(tb[j]), "p_target": float(p0[j])}
+        row |= {k: float(v[j] - p0[j]) for k, v in after.items() if k != "confidence_change"}
+        row["road_morf"] = float(np.mean([row[f"morf_{r}"] for r in removal]))
+        row["road_lerf"] = float(np.mean([row[f"lerf_{r}"] for r in removal]))
+        row["road_combined"] = (row["road_lerf"] - row["road_morf"]) / 2
+        row["confidence_change"] = float(after["confidence_change"][j] - p0[j])
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------- localisation
-def _np(x) -> np.ndarray:
+def as_numpy(x) -> np.ndarray:
+    """A numpy array of ``x``: a torch tensor is detached and moved to the CPU; anything else
+    goes through ``np.asarray``."""
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
@@ -641,7 +884,7 @@ def _np(x) -> np.ndarray:
 
 def localisation_score(
     cams, masks, *, mask_kind: str = "expert", tolerance_px: int = 0
-) -> "pd.DataFrame":  # noqa: F821
+) -> pd.DataFrame:
     """How much of each map lies on the lesion.
 
     Args:
@@ -661,12 +904,10 @@ def localisation_score(
         expected value of both scores for a map that ignores the image, i.e. chance level),
         ``mask_kind``.
     """
-    import pandas as pd
-
     if mask_kind not in MASK_KINDS:
         raise ValueError(f"mask_kind must be one of {MASK_KINDS}, got {mask_kind!r}.")
-    c = _np(cams).astype(np.float64)
-    m = _np(masks)
+    c = as_numpy(cams).astype(np.float64)
+    m = as_numpy(masks)
     if c.ndim == 2:
         c, m = c[None], m[None]
     if c.shape != m.shape or c.ndim != 3:
@@ -682,11 +923,9 @@ def localisation_score(
         raise ValueError("cams must be finite and non-negative (Grad-CAM maps after ReLU, in [0, 1]).")
     hit_zone = m
     if tolerance_px > 0:
-        from scipy.ndimage import binary_dilation
-
         yy, xx = np.mgrid[-tolerance_px:tolerance_px + 1, -tolerance_px:tolerance_px + 1]
         disk = (yy**2 + xx**2) <= tolerance_px**2
-        hit_zone = np.stack([binary_dilation(mi, structure=disk) for mi in m])
+        hit_zone = np.stack([ndi.binary_dilation(mi, structure=disk) for mi in m])
     rows = []
     for i in range(c.shape[0]):
         ci, mi = c[i], m[i]
@@ -704,40 +943,37 @@ def localisation_score(
     return df
 
 
-def _mean_ci(values: np.ndarray, seed: int, n_resamples: int = 2000) -> tuple[float, float, float]:
-    """(mean, low, high): 95 % percentile-bootstrap interval (scipy.stats.bootstrap)."""
-    from scipy.stats import bootstrap
-
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    if v.size < 2 or np.ptp(v) == 0:
-        return float(v.mean()), float(v.mean()), float(v.mean())
-    res = bootstrap((v,), np.mean, n_resamples=n_resamples, method="percentile",
-                    rng=np.random.default_rng(seed))
-    return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def summarise_localisation(df: "pd.DataFrame", seed: int = 0) -> dict:  # noqa: F821
+def summarise_localisation(df: pd.DataFrame, seed: int = 0) -> dict:
     """Means of a :func:`localisation_score` table with 95 % bootstrap intervals.
 
     Returns a dict: ``n_images``, ``mask_kind``; ``energy_inside`` and ``pointing_game``
     (accuracy) as ``{"mean", "ci_low", "ci_high", "n"}``; ``chance`` (mean mask fraction, the
     level an image-independent map reaches on both); ``energy_inside_minus_chance`` (mean of
-    the per-image differences, with its interval).
+    the per-image differences, with its interval). Intervals: :func:`skinlesion_utils.metrics.
+    mean_ci` (95 % percentile bootstrap, ``seed``).
     """
     kind = df.attrs.get("mask_kind") or (str(df["mask_kind"].iloc[0]) if "mask_kind" in df and len(df) else "unknown")
     out: dict = {"n_images": int(len(df)), "mask_kind": kind}
     for col, key in (("energy_inside", "energy_inside"), ("pointing_hit", "pointing_game")):
         v = df[col].to_numpy(dtype=np.float64)
-        mean, lo, hi = _mean_ci(v, seed)
+        mean, lo, hi = mean_ci(v, seed)
         out[key] = {"mean": mean, "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(v).sum())}
     out["chance"] = float(df["mask_fraction"].mean()) if len(df) else float("nan")
     d = (df["energy_inside"] - df["mask_fraction"]).to_numpy(dtype=np.float64)
-    mean, lo, hi = _mean_ci(d, seed)
+    mean, lo, hi = mean_ci(d, seed)
     out["energy_inside_minus_chance"] = {"mean": mean, "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(d).sum())}
     return out
+
+
+def centre_prior(size: int, sigma: float = 0.25) -> np.ndarray:
+    """A map that ignores the image and always favours the centre: a Gaussian of standard
+    deviation ``sigma`` × side, ``float32 [size, size]`` in [0, 1] (peak 1 at the centre).
+    Dermoscopy images are framed on the lesion, so this is the baseline a lesion-localising map
+    must beat, not the area share alone."""
+    c = (size - 1) / 2
+    yy, xx = np.mgrid[:size, :size]
+    g = np.exp(-((yy - c) ** 2 + (xx - c) ** 2) / (2 * (sigma * size) ** 2))
+    return (g / g.max()).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- masks
@@ -745,17 +981,13 @@ _MASK_SUFFIXES = ("", "_segmentation", "_Segmentation", "_mask", "_Mask", "-mask
 
 
 def _image_files(folder: Path, recursive: bool = True) -> list[Path]:
-    from .data import IMAGE_EXTENSIONS
-
+    """Image files (by ending, hidden files left out) in ``folder``, sorted."""
     it = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
 def _decode_mask(path: Path, resolution: int) -> np.ndarray:
-    from PIL import Image
-
-    from .data import DataError
-
+    """One mask file → ``bool [R, R]`` (grey, nearest-neighbour resize, > 127)."""
     try:
         with Image.open(path) as im:
             im.load()
@@ -782,8 +1014,6 @@ def load_masks(folder: str | Path, ids: Sequence[str], resolution: int) -> np.nd
         DataError: a missing folder, images without a mask (lists them), or a stem that matches
             several mask files.
     """
-    from .data import DataError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"Mask folder {folder} does not exist. Fix: check the path (--masks).")
@@ -850,9 +1080,8 @@ def approximate_lesion_mask(image) -> np.ndarray:
     (non-dermoscopic) photos. An empty mask is returned if nothing is darker than the skin.
     """
     import cv2
-    from scipy import ndimage as ndi
 
-    a = _np(image)
+    a = as_numpy(image)
     if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:
         a = a.transpose(1, 2, 0)
     if a.ndim != 3 or a.shape[-1] != 3 or a.dtype != np.uint8:
@@ -897,15 +1126,13 @@ def approximate_lesion_mask(image) -> np.ndarray:
 def approximate_lesion_masks(images) -> np.ndarray:
     """:func:`approximate_lesion_mask` of every image: ``uint8 [N, 3, H, W]`` → ``bool [N, H, W]``
     (**approximate** masks: pass ``mask_kind="approximate"`` to :func:`localisation_score`)."""
-    a = _np(images)
+    a = as_numpy(images)
     return np.stack([approximate_lesion_mask(im) for im in a]) if len(a) else np.zeros((0,) + a.shape[2:], bool)
 
 
 # --------------------------------------------------------------------------- command line
 def _load_images(folder: Path, resolution: int) -> tuple[torch.Tensor, list[str], list[int]]:
     """uint8 [N,3,R,R], ids, labels (-1 when the folder is flat) from a class or flat folder."""
-    from .data import CLASSES, DataError, ImageTensorStore, decode_image
-
     if not folder.is_dir():
         raise DataError(f"Image folder {folder} does not exist. Fix: check the path (--images).")
     if any((folder / c).is_dir() for c in CLASSES):
@@ -922,6 +1149,8 @@ def _load_images(folder: Path, resolution: int) -> tuple[torch.Tensor, list[str]
 
 
 def _json_clean(x):
+    """``x`` with numpy scalars as Python numbers, paths as strings and non-finite floats as
+    ``None`` (JSON has no NaN), recursively through dicts, lists and tuples."""
     if isinstance(x, dict):
         return {str(k): _json_clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -935,16 +1164,6 @@ def _json_clean(x):
     if isinstance(x, Path):
         return str(x)
     return x
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(_json_clean(obj), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def cam_score(
@@ -980,9 +1199,6 @@ def cam_score(
         ``p_malignant``, ``energy_inside``, ``pointing_hit``, ``mask_fraction``, ``mask_kind``
         (+ the :func:`faithfulness` columns).
     """
-    from .profiles import resolve_device
-    from .train import load_checkpoint
-
     model, ckpt = load_checkpoint(checkpoint)
     spec = ckpt.get("spec") or {}
     size = int(image_size or spec.get("image_size") or 224)
@@ -992,22 +1208,10 @@ def cam_score(
         imgs, ids, labels = imgs[:limit], ids[:limit], labels[:limit]
     target_layer = cam_target_layer(model, layer)
     cams, logits = compute_cams(model, imgs, target_layer, None, method, batch_size, return_logits=True)
-    if masks is not None:
-        mask_arr, kind = load_masks(masks, ids, size), "expert"
-    else:
-        mask_arr, kind = approximate_lesion_masks(imgs), "approximate"
-    loc = localisation_score(cams, mask_arr, mask_kind=kind)
-    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-    loc.insert(0, "id", ids)
-    loc.insert(1, "label", labels)
-    loc.insert(2, "target", probs.argmax(1))
-    loc.insert(3, "p_malignant", probs[:, 1] if probs.shape[1] > 1 else probs[:, 0])
+    loc, kind, probs = _score_table(cams, logits, imgs, ids, labels, masks, size)
     summary = summarise_localisation(loc, seed=seed)
     if with_faithfulness:
-        fa = faithfulness(model, imgs, cams, probs.argmax(1), batch_size=batch_size, seed=seed)
-        for col in ("road_morf", "road_lerf", "road_combined", "confidence_change"):
-            loc[col] = fa[col].to_numpy()
-            summary[col] = dict(zip(("mean", "ci_low", "ci_high"), _mean_ci(fa[col].to_numpy(), seed)))
+        _add_faithfulness(loc, summary, model, imgs, cams, probs.argmax(1), batch_size, seed)
     per_image = loc.drop(columns=["image"]).to_dict(orient="records")
     return {
         "command": "cam-score",
@@ -1026,6 +1230,33 @@ def cam_score(
         "summary": summary,
         "per_image": per_image,
     }
+
+
+def _score_table(cams, logits, imgs, ids, labels, masks, size: int) -> tuple[pd.DataFrame, str, np.ndarray]:
+    """The per-image table of :func:`cam_score`: :func:`localisation_score` against the expert
+    masks in ``masks`` (or approximate masks for ``None``), with ``id``, ``label``, ``target``
+    (the predicted class) and ``p_malignant`` first. Returns ``(table, mask kind, softmax
+    probabilities [N, C])``."""
+    if masks is not None:
+        mask_arr, kind = load_masks(masks, ids, size), "expert"
+    else:
+        mask_arr, kind = approximate_lesion_masks(imgs), "approximate"
+    loc = localisation_score(cams, mask_arr, mask_kind=kind)
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    loc.insert(0, "id", ids)
+    loc.insert(1, "label", labels)
+    loc.insert(2, "target", probs.argmax(1))
+    loc.insert(3, "p_malignant", probs[:, 1] if probs.shape[1] > 1 else probs[:, 0])
+    return loc, kind, probs
+
+
+def _add_faithfulness(loc: pd.DataFrame, summary: dict, model, imgs, cams, targets, batch_size: int,
+                      seed: int) -> None:
+    """Add the :func:`faithfulness` summary columns to ``cam_score``'s table and summary (in place)."""
+    fa = faithfulness(model, imgs, cams, targets, batch_size=batch_size, seed=seed)
+    for col in ("road_morf", "road_lerf", "road_combined", "confidence_change"):
+        loc[col] = fa[col].to_numpy()
+        summary[col] = dict(zip(("mean", "ci_low", "ci_high"), mean_ci(fa[col].to_numpy(), seed)))
 
 
 def add_cam_score_parser(subparsers) -> argparse.ArgumentParser:
@@ -1049,17 +1280,19 @@ def add_cam_score_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--faithfulness", action="store_true", help="add ROAD and confidence change (slow: seconds per image at 128 px)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run_cam_score)
+    p.set_defaults(func=run_cam_score)
     return p
 
 
-def _run_cam_score(args) -> int:
+def run_cam_score(args) -> int:
+    """Run ``cam-score`` for parsed ``args``: score, write ``args.out`` (JSON, indent 2, NaN as
+    ``null``) and print the summary; returns the exit status 0."""
     result = cam_score(
         args.checkpoint, args.images, args.masks, image_size=args.image_size, method=args.method,
         layer=args.layer, batch_size=args.batch_size, limit=args.limit,
         with_faithfulness=args.faithfulness, device=args.device, seed=args.seed,
     )
-    _write_json_atomic(Path(args.out), result)
+    write_json(Path(args.out), _json_clean(result), indent=2, allow_nan=False)
     s = result["summary"]
     e, pg = s["energy_inside"], s["pointing_game"]
     print(f"{s['n_images']} images, {result['mask_kind']} masks, {result['method']} at "
@@ -1072,509 +1305,3 @@ def _run_cam_score(args) -> int:
     return 0
 
 
-# =========================================================================== chapter 07 additions
-# Appended for chapter 07 (``chapters/07_gradcam``): several target layers in one pass, maps at
-# the display size, image-independence controls (blank image, centre prior, where the maxima
-# fall), paired comparisons of two models' localisation, the maps of a cascading randomisation,
-# thin dark structures (hair, ruler marks) as an artifact proxy, and example selection.
-
-__all__ += [
-    "compute_cams_layers",
-    "resize_maps",
-    "stage_blocks",
-    "randomisation_maps",
-    "summarise_randomisation",
-    "blank_image",
-    "centre_prior",
-    "map_similarity",
-    "peak_grid",
-    "localisation_table",
-    "summary_table",
-    "paired_localisation",
-    "thin_dark_structures",
-    "select_examples",
-]
-
-
-def _per_layer_class(method: str) -> type:
-    """The pytorch-grad-cam class of ``method`` with its layer average switched off: each target
-    layer's map (already ReLU'd, min-max scaled and resized by the library) is kept apart."""
-    methods = _methods()
-    key = method.lower()
-    if key not in methods:
-        raise ValueError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}.")
-    base = methods[key]
-
-    def aggregate_multi_layers(self, cam_per_target_layer):  # [B, 1, H, W] per layer → [B, L, H, W]
-        from pytorch_grad_cam.utils.image import scale_cam_image
-
-        # what the library does with a single layer (ReLU, mean over one layer, min-max scale),
-        # layer by layer: the maps equal those of one call per layer
-        return np.stack([scale_cam_image(np.maximum(c[:, 0], 0)) for c in cam_per_target_layer], axis=1)
-
-    return type(f"PerLayer{base.__name__}", (base,), {"aggregate_multi_layers": aggregate_multi_layers})
-
-
-def compute_cams_layers(
-    model: nn.Module,
-    images,
-    layers,
-    targets=None,
-    method: str = "gradcam",
-    batch_size: int = 32,
-    *,
-    return_logits: bool = False,
-):
-    """Class-activation maps at several target layers from one forward/backward pass per batch.
-
-    The same maps as :func:`compute_cams` called once per layer (the tests check it), at a
-    fraction of the cost: pytorch-grad-cam hooks all layers at once and keeps each layer's map
-    apart instead of averaging them, and the backward pass stops at the lowest target layer
-    (its input is detached there: the gradient of the score with respect to a layer's
-    activations does not involve the layers below it).
-
-    Args:
-        model: classifier, as in :func:`compute_cams` (its mode, ``requires_grad`` flags and
-            hooks are left as they were; no parameter gradient is computed).
-        images: ``uint8 [N, 3, R, R]`` or normalised ``float32 [N, 3, R, R]``.
-        layers: ``{name: layer}`` where ``layer`` is a sub-module, a dotted module name, or
-            ``None`` (the model's :func:`cam_target_layer`); or a list of dotted names / ``None``
-            (named by themselves, ``None`` → ``"default"``).
-        targets: as in :func:`compute_cams` (``None``: each image's predicted class).
-        method: one of :data:`METHODS`.
-        batch_size: images per pass.
-        return_logits: also return the logits ``float32 [N, C]``.
-
-    Returns:
-        ``{name: float32 [N, R, R] in [0, 1]}`` (or ``(maps, logits)``), in the order of ``layers``.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    if not isinstance(layers, dict):
-        layers = {("default" if spec is None else str(spec)): spec for spec in layers}
-    if not layers:
-        raise ValueError("layers is empty; pass e.g. {'default': None, 'layer3': 'layer3'}.")
-    resolved: dict[str, nn.Module] = {}
-    for name, spec in layers.items():
-        layer = spec if isinstance(spec, nn.Module) else cam_target_layer(model, spec)
-        _module_name(model, layer)
-        resolved[name] = layer
-    cls = _per_layer_class(method)
-    x_all = _as_images(images)
-    n = x_all.shape[0]
-    tgts = _targets_for(targets, n)
-    dev, dtype = _model_device(model), _model_dtype(model)
-    state: dict = {"cut": False, "order": []}
-
-    def cut(module, args):
-        # records the forward order of the target layers (pytorch-grad-cam returns the layers'
-        # maps in that order); the first one reached gets a fresh leaf as its input
-        state["order"].append(module)
-        if state["cut"] or not args or not isinstance(args[0], torch.Tensor):
-            return None
-        state["cut"] = True
-        # a new leaf (clone: an in-place first op, e.g. ReLU(inplace=True), may modify it)
-        return (args[0].detach().requires_grad_(True).clone(),) + tuple(args[1:])
-
-    unique = list(dict.fromkeys(resolved.values()))  # a layer named twice is hooked once
-    names = list(resolved)
-    maps: dict[str, list[np.ndarray]] = {k: [] for k in names}
-    logits: list[np.ndarray] = []
-    handles = [layer.register_forward_pre_hook(cut) for layer in unique]
-    try:
-        with _explaining(model):
-            with cls(model=model, target_layers=unique) as cam:
-                for start in range(0, n, batch_size):
-                    state["cut"], state["order"] = False, []
-                    xb = _model_input(x_all[start:start + batch_size], dev, dtype)
-                    tb = None if tgts is None else tgts[start:start + batch_size]
-                    try:
-                        out = cam(input_tensor=xb, targets=tb)
-                    except IndexError as exc:  # the library's __exit__ swallows IndexError: re-raise
-                        raise RuntimeError(
-                            f"pytorch-grad-cam failed: IndexError: {exc}. Is a target class outside the "
-                            "model's outputs (0 = benign, 1 = malignant)?"
-                        ) from exc
-                    out = np.asarray(out, dtype=np.float32)
-                    order = list(dict.fromkeys(state["order"]))
-                    if len(state["order"]) != len(unique) or len(order) != len(unique):
-                        raise RuntimeError(
-                            f"Each target layer must run exactly once per forward pass; {len(state['order'])} "
-                            f"calls of {len(unique)} layers were seen. Fix: pick modules that are not reused "
-                            "(e.g. a block such as 'layer4.2', not a ReLU shared inside it)."
-                        )
-                    for k in names:
-                        maps[k].append(out[:, order.index(resolved[k])])
-                    logits.append(cam.outputs.detach().float().cpu().numpy())
-                    cam.outputs = None
-    finally:
-        for h in handles:
-            h.remove()
-    size = tuple(x_all.shape[2:])
-    result = {k: (np.clip(np.concatenate(v), 0.0, 1.0) if v else np.zeros((0,) + size, np.float32))
-              for k, v in maps.items()}
-    if return_logits:
-        return result, (np.concatenate(logits) if logits else np.zeros((0, 0), np.float32))
-    return result
-
-
-def resize_maps(cams, size: int) -> np.ndarray:
-    """``float [N, h, w]`` maps → ``float32 [N, size, size]``, bilinear (``align_corners=False``,
-    like the library's own upsampling), clipped to [0, 1]. Used to lay maps computed at a model's
-    input size over images (and masks) at another size."""
-    import torch.nn.functional as F
-
-    c = np.asarray(_np(cams), dtype=np.float32)
-    if c.ndim == 2:
-        c = c[None]
-    if c.ndim != 3:
-        raise ValueError(f"cams must be [N, H, W]; found shape {c.shape}.")
-    if c.shape[1:] == (size, size):
-        return c.copy()
-    out = F.interpolate(torch.from_numpy(c)[:, None], size=(size, size), mode="bilinear", align_corners=False)
-    return np.clip(out[:, 0].numpy(), 0.0, 1.0)
-
-
-def stage_blocks(model: nn.Module) -> list[str]:
-    """The model's top-level children that hold parameters, last first: the stages a coarse
-    cascading randomisation re-initialises (ASFF-ResNet50: ``head, fusion, layer4, layer3,
-    layer2, layer1, bn1, conv1``; :func:`default_blocks` opens each stage into its blocks)."""
-    inner = _unwrap(model)
-    return [n for n, c in inner.named_children() if any(True for _ in c.parameters())][::-1]
-
-
-def randomisation_maps(
-    model: nn.Module,
-    images,
-    *,
-    blocks: Sequence[str] | None = None,
-    target_layer: nn.Module | None = None,
-    targets=None,
-    method: str = "gradcam",
-    batch_size: int = 32,
-    seed: int = 0,
-) -> tuple[list[str], np.ndarray]:
-    """The maps behind a cascading :func:`randomisation_check`, for figures.
-
-    Same steps, same seed and therefore the same randomised weights as
-    ``randomisation_check(model, images, mode="cascading", blocks=blocks, seed=seed)``: step 0
-    is the original model, step k has ``blocks[:k]`` re-initialised (on a deep copy).
-
-    Returns:
-        ``(steps, maps)``: ``steps = ["none", *blocks]`` and ``maps: float32 [len(steps), N, R, R]``.
-    """
-    layer = target_layer if target_layer is not None else cam_target_layer(model)
-    layer_name = _module_name(model, layer)
-    inner = _unwrap(model)
-    blocks = _checked_blocks(model, blocks)
-    original, logits = compute_cams(model, images, layer, targets, method, batch_size, return_logits=True)
-    fixed = list(np.argmax(logits, axis=1)) if targets is None else targets
-    work = copy.deepcopy(inner)
-    out = [original]
-    dev = _model_device(work)
-    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for b in blocks:
-            _reinitialise(work.get_submodule(b))
-            out.append(compute_cams(work, images, work.get_submodule(layer_name), fixed, method, batch_size))
-    return ["none", *blocks], np.stack(out)
-
-
-def summarise_randomisation(df: "pd.DataFrame") -> "pd.DataFrame":  # noqa: F821
-    """Per step of a :func:`randomisation_check` table: ``block``, ``n`` images, ``spearman``
-    (mean rank correlation with the original maps, a *flat* map – one that ranks no pixel,
-    typically all zero after Grad-CAM's ReLU – counted as 0: it keeps nothing of the original),
-    ``spearman_abs`` (mean |ρ|, as Adebayo et al. also report), ``ssim`` (mean) and
-    ``flat_share``. Indexed by ``step``."""
-    d = df.copy()
-    rho = d["spearman"].where(~d["flat"], 0.0)
-    d["spearman"] = rho
-    d["spearman_abs"] = rho.abs()
-    g = d.groupby("step")
-    out = g.agg(block=("block", "first"), n=("image", "size"), spearman=("spearman", "mean"),
-                spearman_abs=("spearman_abs", "mean"), ssim=("ssim", "mean"), flat_share=("flat", "mean"))
-    return out
-
-
-def blank_image(images, size: int | None = None) -> torch.Tensor:
-    """A uniform image of the images' mean colour, ``uint8 [1, 3, S, S]`` (``S`` = ``size`` or
-    the images' side): the control input of "does the map depend on the image?" – skin-coloured
-    and in the data's range, but without a lesion, hair or anything else to point at."""
-    x = _as_images(images)
-    if x.dtype != torch.uint8:
-        raise ValueError("blank_image needs uint8 images (ImageTensorStore.images).")
-    s = int(size or x.shape[-1])
-    mean = x.double().mean(dim=(0, 2, 3)).round().clamp(0, 255).to(torch.uint8)
-    return mean.view(1, 3, 1, 1).expand(1, 3, s, s).clone()
-
-
-def centre_prior(size: int, sigma: float = 0.25) -> np.ndarray:
-    """A map that ignores the image and always favours the centre: a Gaussian of standard
-    deviation ``sigma`` × side, ``float32 [size, size]`` in [0, 1] (peak 1 at the centre).
-    Dermoscopy images are framed on the lesion, so this is the baseline a lesion-localising map
-    must beat, not the area share alone."""
-    c = (size - 1) / 2
-    yy, xx = np.mgrid[:size, :size]
-    g = np.exp(-((yy - c) ** 2 + (xx - c) ** 2) / (2 * (sigma * size) ** 2))
-    return (g / g.max()).astype(np.float32)
-
-
-def map_similarity(cams, reference) -> np.ndarray:
-    """Spearman rank correlation of each map with one reference map: ``cams float [N, H, W]``,
-    ``reference float [H, W]`` → ``float64 [N]`` (NaN where a map is constant). Near 1 for every
-    image = the maps do not depend on the image."""
-    c = _np(cams)
-    r = _np(reference)
-    if c.ndim != 3 or r.shape != c.shape[1:]:
-        raise ValueError(f"cams must be [N, H, W] and reference [H, W]; found {c.shape} and {r.shape}.")
-    return np.array([_spearman(ci, r) for ci in c], dtype=np.float64)
-
-
-def peak_grid(cams, grid: int | tuple[int, int]) -> np.ndarray:
-    """Where the maps' maxima fall: counts on a ``grid`` (e.g. the target layer's own h × w).
-
-    ``cams float [N, H, W]`` → ``int64 [gh, gw]``: each non-constant map adds 1 to the cell of
-    its first maximum (row-major, as :func:`localisation_score`'s pointing game); constant maps
-    are not counted. All counts in one cell = every map points at the same place, whatever the
-    image.
-    """
-    c = _np(cams)
-    gh, gw = (grid, grid) if isinstance(grid, (int, np.integer)) else grid
-    counts = np.zeros((int(gh), int(gw)), dtype=np.int64)
-    h, w = c.shape[1:]
-    for ci in c:
-        if ci.max() > ci.min():
-            r, col = np.unravel_index(int(np.argmax(ci)), ci.shape)
-            counts[r * gh // h, col * gw // w] += 1
-    return counts
-
-
-def localisation_table(maps, masks, *, ids: Sequence[str], labels, mask_kind: str = "approximate",
-                       extra: dict | None = None) -> "pd.DataFrame":  # noqa: F821
-    """:func:`localisation_score` of several sets of maps on the same images, stacked long.
-
-    Args:
-        maps: ``{(model, layer): float [N, H, W]}``; a single ``float [H, W]`` map (a control
-            that ignores the image) is scored against every mask.
-        masks: ``bool [N, H, W]``.
-        ids, labels: per image (``ImageTensorStore.ids`` / ``.labels``).
-        mask_kind: ``"approximate"`` or ``"expert"`` (copied into every row).
-        extra: ``{(model, layer): {column: values [N]}}`` added to that group's rows (e.g. the
-            predicted class).
-
-    Returns:
-        DataFrame with ``model``, ``layer``, ``image`` (0..N-1), ``id``, ``label``,
-        ``energy_inside``, ``pointing_hit``, ``mask_fraction``, ``mask_kind`` (+ extra columns);
-        ``attrs["mask_kind"]`` is set.
-    """
-    import pandas as pd
-
-    m = _np(masks)
-    labels = np.asarray(_np(labels))
-    if len(ids) != len(m) or len(labels) != len(m):
-        raise ValueError(f"ids ({len(ids)}), labels ({len(labels)}) and masks ({len(m)}) must have one entry per image.")
-    parts = []
-    for (model_name, layer_name), c in maps.items():
-        c = _np(c)
-        if c.ndim == 2:
-            c = np.broadcast_to(c, m.shape)
-        df = localisation_score(c, m, mask_kind=mask_kind)
-        df.insert(0, "model", model_name)
-        df.insert(1, "layer", layer_name)
-        df.insert(3, "id", list(ids))
-        df.insert(4, "label", labels.astype(np.int64))
-        for col, values in ((extra or {}).get((model_name, layer_name)) or {}).items():
-            df[col] = np.asarray(values)
-        parts.append(df)
-    out = pd.concat(parts, ignore_index=True)
-    out.attrs["mask_kind"] = mask_kind
-    return out
-
-
-def summary_table(table: "pd.DataFrame", seed: int = 0) -> "pd.DataFrame":  # noqa: F821
-    """One row per ``(model, layer)`` of a :func:`localisation_table`: ``n``, energy inside the
-    mask and pointing game with 95 % bootstrap intervals, ``chance`` (mean mask area share) and
-    energy minus chance with its interval (:func:`summarise_localisation`)."""
-    import pandas as pd
-
-    rows = []
-    for (model_name, layer_name), g in table.groupby(["model", "layer"], sort=False):
-        g = g.copy()
-        g.attrs["mask_kind"] = table.attrs.get("mask_kind", str(g["mask_kind"].iloc[0]))
-        s = summarise_localisation(g, seed=seed)
-        e, p, d = s["energy_inside"], s["pointing_game"], s["energy_inside_minus_chance"]
-        rows.append({"model": model_name, "layer": layer_name, "n": s["n_images"], "mask_kind": s["mask_kind"],
-                     "energy_inside": e["mean"], "energy_low": e["ci_low"], "energy_high": e["ci_high"],
-                     "pointing_game": p["mean"], "pointing_low": p["ci_low"], "pointing_high": p["ci_high"],
-                     "pointing_n": p["n"], "chance": s["chance"], "energy_minus_chance": d["mean"],
-                     "energy_minus_chance_low": d["ci_low"], "energy_minus_chance_high": d["ci_high"]})
-    return pd.DataFrame(rows)
-
-
-def paired_localisation(a: "pd.DataFrame", b: "pd.DataFrame", seed: int = 0) -> dict:  # noqa: F821
-    """Paired comparison of two :func:`localisation_score` tables of the *same* images (A − B).
-
-    * Energy inside the mask: mean of the per-image differences with a 95 % percentile-bootstrap
-      interval, and the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) – images
-      where either map is all zero are left out.
-    * Pointing game: difference of hit rates with its bootstrap interval, and the exact McNemar
-      test (``statsmodels``) on the discordant images (``a_only`` = A hits and B misses,
-      ``b_only`` the reverse) – images where either map is constant are left out.
-
-    Returns:
-        ``{"energy_inside": {"mean_diff", "ci_low", "ci_high", "n", "wilcoxon_p"},
-        "pointing_game": {"diff", "ci_low", "ci_high", "n", "a_only", "b_only", "mcnemar_p"}}``.
-    """
-    from scipy.stats import wilcoxon
-    from statsmodels.stats.contingency_tables import mcnemar
-
-    if len(a) != len(b):
-        raise ValueError(f"Both tables must score the same images; found {len(a)} and {len(b)} rows.")
-    if "id" in a and "id" in b and list(a["id"]) != list(b["id"]):
-        raise ValueError("The two tables list different images (or another order); align them on 'id' first.")
-    ea, eb = a["energy_inside"].to_numpy(float), b["energy_inside"].to_numpy(float)
-    ok = np.isfinite(ea) & np.isfinite(eb)
-    d = ea[ok] - eb[ok]
-    mean, lo, hi = _mean_ci(d, seed)
-    p_w = float(wilcoxon(d).pvalue) if d.size and np.any(d != 0) else 1.0
-    ha, hb = a["pointing_hit"].to_numpy(float), b["pointing_hit"].to_numpy(float)
-    okp = np.isfinite(ha) & np.isfinite(hb)
-    ha, hb = ha[okp].astype(bool), hb[okp].astype(bool)
-    dm, dlo, dhi = _mean_ci(ha.astype(float) - hb.astype(float), seed)
-    a_only, b_only = int(np.sum(ha & ~hb)), int(np.sum(~ha & hb))
-    table = [[int(np.sum(ha & hb)), a_only], [b_only, int(np.sum(~ha & ~hb))]]
-    p_m = float(mcnemar(table, exact=True).pvalue) if okp.any() else float("nan")
-    return {
-        "energy_inside": {"mean_diff": mean, "ci_low": lo, "ci_high": hi, "n": int(ok.sum()), "wilcoxon_p": p_w},
-        "pointing_game": {"diff": dm, "ci_low": dlo, "ci_high": dhi, "n": int(okp.sum()),
-                          "a_only": a_only, "b_only": b_only, "mcnemar_p": p_m},
-    }
-
-
-def thin_dark_structures(images, lesion_masks=None, *, radius: float = 0.03, threshold: float = 20.0):
-    """Thin dark structures – hairs, ruler ticks and pen marks – by a morphological black-hat.
-
-    Per image ``uint8 [3, H, W]``: lightness L* (OpenCV's 8-bit CIE Lab, 0..255); black-hat =
-    closing(L*) − L* with a disk of radius ``radius`` × side (≈ 4 px at 128 px), which is large
-    where a structure is darker than its surroundings *and* narrower than the disk (a hair, a
-    tick mark; not a whole lesion). A pixel is marked when its black-hat exceeds ``threshold``
-    L* levels, its closing is bright (≥ 25 % of the image's 95th-percentile lightness: not in
-    the dermatoscope's black field of view) and, if ``lesion_masks`` are given, it lies outside
-    the lesion mask dilated by the same disk (structures *on* the lesion – pigment network,
-    dots – are the lesion, not artifacts).
-
-    Args:
-        images: ``uint8 [N, 3, H, W]``.
-        lesion_masks: ``bool [N, H, W]`` or ``None``.
-
-    Returns:
-        ``(score float64 [N], masks bool [N, H, W])``: ``score`` is the marked share of the
-        image. It is a rule for *finding* hairy / ruler images to look at, not a validated
-        artifact detector: it also marks dark creases, freckles and vessels.
-    """
-    import cv2
-
-    x = _np(_as_images(images))
-    if x.dtype != np.uint8:
-        raise ValueError("thin_dark_structures needs uint8 images (ImageTensorStore.images).")
-    n, _, h, w = x.shape
-    lm = None if lesion_masks is None else _np(lesion_masks).astype(bool)
-    if lm is not None and lm.shape != (n, h, w):
-        raise ValueError(f"lesion_masks must be [N, H, W] = {(n, h, w)}; found {lm.shape}.")
-    r = max(1, int(round(radius * min(h, w))))
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    masks = np.zeros((n, h, w), dtype=bool)
-    for i in range(n):
-        rgb = np.ascontiguousarray(x[i].transpose(1, 2, 0))
-        light = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0]
-        closed = cv2.morphologyEx(light, cv2.MORPH_CLOSE, disk)
-        hat = closed.astype(np.int16) - light.astype(np.int16)
-        m = (hat > threshold) & (closed >= 0.25 * np.percentile(light, 95))
-        if lm is not None:
-            m &= ~cv2.dilate(lm[i].astype(np.uint8), disk).astype(bool)
-        masks[i] = m
-    return masks.mean(axis=(1, 2)).astype(np.float64), masks
-
-
-def select_examples(y_true, pred_a, pred_b, per_group: int = 1, seed: int = 0) -> "pd.DataFrame":  # noqa: F821
-    """Images to show two models side by side: per true class, ``per_group`` seeded random
-    images where both models are right, where both are wrong, and where they disagree.
-
-    Args:
-        y_true, pred_a, pred_b: ``int [N]`` labels and the two models' predicted classes.
-
-    Returns:
-        DataFrame (one row per chosen image, classes in order) with ``index`` (into the N
-        images), ``label``, ``group`` (``"both right"``, ``"both wrong"``, ``"A right, B
-        wrong"``, ``"A wrong, B right"``), ``a_right``, ``b_right``. A group with no image is
-        skipped (check ``group`` for what was found).
-    """
-    import pandas as pd
-
-    y, pa, pb = (np.asarray(_np(v)).astype(np.int64) for v in (y_true, pred_a, pred_b))
-    if not (len(y) == len(pa) == len(pb)):
-        raise ValueError(f"y_true, pred_a, pred_b must have the same length; found {len(y)}, {len(pa)}, {len(pb)}.")
-    ra, rb = pa == y, pb == y
-    rng = np.random.default_rng(seed)
-    rows = []
-    for c in np.unique(y):
-        for name, sel in (("both right", ra & rb), ("both wrong", ~ra & ~rb), ("disagree", ra != rb)):
-            idx = np.flatnonzero((y == c) & sel)
-            if len(idx) == 0:
-                continue
-            for i in np.sort(rng.choice(idx, size=min(per_group, len(idx)), replace=False)):
-                group = name if name != "disagree" else ("A right, B wrong" if ra[i] else "A wrong, B right")
-                rows.append({"index": int(i), "label": int(c), "group": group,
-                             "a_right": bool(ra[i]), "b_right": bool(rb[i])})
-    return pd.DataFrame(rows, columns=["index", "label", "group", "a_right", "b_right"])
-
-
-def summarise_faithfulness(df: "pd.DataFrame", seed: int = 0,  # noqa: F821
-                           columns: Sequence[str] = ("road_morf", "road_lerf", "road_combined", "confidence_change")) -> dict:
-    """Means of a :func:`faithfulness` table with 95 % percentile-bootstrap intervals:
-    ``{column: {"mean", "ci_low", "ci_high", "n"}}`` (NaN rows left out)."""
-    out = {}
-    for col in columns:
-        v = df[col].to_numpy(dtype=np.float64)
-        mean, lo, hi = _mean_ci(v, seed)
-        out[col] = {"mean": mean, "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(v).sum())}
-    return out
-
-
-__all__ += ["summarise_faithfulness"]
-
-
-def interval_word(low: float, high: float, reference: float = 0.0) -> str:
-    """How a 95 % interval ``[low, high]`` lies relative to ``reference``: ``"above"`` (the whole
-    interval is above it), ``"below"``, or ``"not distinguishable from"`` (it contains it).
-    Used to turn the chapter's tables into sentences without typing a number."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "not measurable against"
-    if low > reference:
-        return "above"
-    if high < reference:
-        return "below"
-    return "not distinguishable from"
-
-
-__all__ += ["interval_word"]
-
-
-def claim_row(statement: str, mean: float, low: float, high: float, reference: float = 0.0,
-              what: str = "") -> dict:
-    """One row of a claim-by-claim table: the claim ``statement`` holds when the whole 95 %
-    interval ``[low, high]`` of the measured quantity lies above ``reference``.
-
-    Returns:
-        ``{"statement", "holds" (bool), "measured" (what, mean and interval as text),
-        "reading" (:func:`interval_word` against the reference), "mean", "ci_low", "ci_high",
-        "reference"}``.
-    """
-    word = interval_word(low, high, reference)
-    return {"statement": statement, "holds": bool(word == "above"),
-            "measured": f"{what + ' ' if what else ''}{mean:+.3f} [{low:+.3f}, {high:+.3f}]",
-            "reading": f"{word} {reference:g}", "mean": float(mean), "ci_low": float(low),
-            "ci_high": float(high), "reference": float(reference)}
-
-
-__all__ += ["claim_row"]

@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import os
 import platform
-import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+import torch
 
 from .profiles import ENV_CACHE, Profile, profile, resolve_device
+from .train import seed_everything
 
 COLAB_DRIVE = Path("/content/drive/MyDrive")
-
-
-def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
-    """Seed python, numpy and torch; on CPU also ask torch for deterministic kernels."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if torch.backends.cudnn.is_available():
-            torch.backends.cudnn.benchmark = False
 
 
 def in_colab() -> bool:
@@ -55,8 +43,6 @@ class ChapterContext:
 
     def footer(self) -> str:
         """One line for the end of the page: profile, device, date and run time."""
-        import torch
-
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         cpu = f"{torch.get_num_threads()} CPU threads" if self.device.type == "cpu" else torch.cuda.get_device_name(0)
         line = (
@@ -74,10 +60,6 @@ def start_chapter(name: str, seed: int = 0) -> ChapterContext:
         name: chapter file stem, e.g. ``"00_setup_and_data"``.
         seed: global seed (each experiment also passes its own seed explicitly).
     """
-    import warnings
-
-    import torch
-
     # Without ipywidgets, tqdm.auto warns once (with this machine's site-packages path) and falls
     # back to text bars: the warning is noise on every page and breaks outputs that nbval checks.
     warnings.filterwarnings("ignore", message="IProgress not found")

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from .profiles import default_cache_dir
+from .results import atomic_open, write_bytes
 
 ENV_DATA = "SKINLESION_DATA"
 CLASSES: tuple[str, str] = ("benign", "malignant")
@@ -256,7 +257,7 @@ def ensure_verified(name: str, root: Path) -> Path:
         return root
     verify(name, root, full=True)
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(stamp, sig.encode())
+    write_bytes(stamp, sig.encode())
     return root
 
 
@@ -316,18 +317,6 @@ def _how_to_get(spec: DatasetSpec, reason: str) -> str:
 # ---------------------------------------------------------------------------- fetching
 
 
-def _atomic_write_bytes(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def download_file(url: str, dest: Path, sha256: str | None = None, timeout: float = 60) -> Path:
     """Download ``url`` to ``dest`` atomically (``.part`` file, then rename), checking sha256.
 
@@ -335,26 +324,22 @@ def download_file(url: str, dest: Path, sha256: str | None = None, timeout: floa
         DataNotAvailableError: on any network failure. ChecksumError: bytes differ.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        # atomic_open keeps the old file (or none) unless the whole download checks out
+        with atomic_open(dest, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            h = hashlib.sha256()
             while block := resp.read(1 << 20):
                 h.update(block)
                 out.write(block)
-        if sha256 is not None and h.hexdigest() != sha256:
-            raise ChecksumError(
-                f"Checksum mismatch for {url}: expected sha256 {sha256[:16]}…, got "
-                f"{h.hexdigest()[:16]}…. Nothing was saved. Fix: retry later; if it persists the "
-                f"source changed — report it to the course maintainers."
-            )
-        os.replace(tmp, dest)
+            if sha256 is not None and h.hexdigest() != sha256:
+                raise ChecksumError(
+                    f"Checksum mismatch for {url}: expected sha256 {sha256[:16]}…, got "
+                    f"{h.hexdigest()[:16]}…. Nothing was saved. Fix: retry later; if it persists the "
+                    f"source changed — report it to the course maintainers."
+                )
         return dest
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DataNotAvailableError(f"Could not download {url}: {exc}") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _safe_member_path(target: Path, member_name: str) -> Path:
@@ -405,7 +390,7 @@ def extract_subfolder(archive: Path, subfolder: str, target: Path, wanted: Itera
                 if not m.isfile() or rel not in wanted:
                     continue
                 dest = _safe_member_path(target, rel)
-                _atomic_write_bytes(dest, tf.extractfile(m).read())
+                write_bytes(dest, tf.extractfile(m).read())
                 written += 1
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -415,7 +400,7 @@ def extract_subfolder(archive: Path, subfolder: str, target: Path, wanted: Itera
                 if info.is_dir() or rel not in wanted:
                     continue
                 dest = _safe_member_path(target, rel)
-                _atomic_write_bytes(dest, zf.read(info))
+                write_bytes(dest, zf.read(info))
                 written += 1
     else:
         raise DataError(f"{archive} is neither a tar nor a zip archive. Fix: delete it and fetch again.")
@@ -435,6 +420,55 @@ def _git_sparse_checkout(repo_url: str, subfolder: str, workdir: Path) -> Path:
     git("clone", "--depth", "1", "--filter=blob:none", "--sparse", "--no-tags", repo_url, str(clone))
     git("sparse-checkout", "set", "--no-cone", f"/{subfolder}/", cwd=clone)
     return clone / subfolder
+
+
+def _download_missing(spec: DatasetSpec, target: Path, todo: dict[str, str], *, method: str, repo_url: str,
+                      archive_url: str | None, urls: dict[str, str] | None) -> None:
+    """Bring the ``todo`` files (relative path → sha256) of ``spec`` into ``target``: table
+    datasets by URL, image datasets by a sparse git checkout or the repository archive."""
+    if spec.kind == "tables":
+        sources = urls or spec.urls
+        for rel, digest in todo.items():
+            download_file(sources[rel], target / rel, sha256=digest)
+        return
+    if spec.repo_path is None:
+        raise DataNotAvailableError(_how_to_get(spec, reason="it has no download source"))
+    use_git = method == "git" or (method == "auto" and shutil.which("git"))
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{spec.name}-") as tmp:
+        tmp = Path(tmp)
+        if not use_git:
+            url = archive_url or f"{repo_url.rstrip('/')}/archive/HEAD.tar.gz"
+            archive = download_file(url, tmp / "repo-archive")
+            extract_subfolder(archive, spec.repo_path, target, todo)
+            return
+        try:
+            src = _git_sparse_checkout(repo_url, spec.repo_path, tmp)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            raise DataNotAvailableError(f"git could not clone {repo_url}: {detail.strip()}") from exc
+        for rel in todo:
+            srcfile = src / rel
+            if srcfile.is_file():
+                write_bytes(_safe_member_path(target, rel), srcfile.read_bytes())
+
+
+def _check_downloaded(spec: DatasetSpec, target: Path, todo: dict[str, str]) -> None:
+    """Every fetched file exists and has its manifest's sha256 (a wrong one is removed)."""
+    for rel, digest in todo.items():
+        path = target / rel
+        if not path.is_file():
+            raise DataError(
+                f"The source has no file {rel!r} for dataset {spec.name!r} (looked in {spec.repo_path or 'the URLs'}). "
+                "Fix: the upstream layout changed; report it, or set SKINLESION_DATA to a copy."
+            )
+        found = sha256_file(path)
+        if found != digest:
+            path.unlink()
+            raise ChecksumError(
+                f"Checksum mismatch for downloaded {path}: expected {digest[:16]}…, found "
+                f"{found[:16]}…; the file was removed. Fix: run fetch({spec.name!r}) again; if it "
+                "persists the upstream copy changed."
+            )
 
 
 def fetch(
@@ -480,49 +514,12 @@ def fetch(
         return ensure_verified(name, target)
     target.mkdir(parents=True, exist_ok=True)
     try:
-        if spec.kind == "tables":
-            sources = urls or spec.urls
-            for rel, digest in todo.items():
-                download_file(sources[rel], target / rel, sha256=digest)
-        elif spec.repo_path is None:
-            raise DataNotAvailableError(_how_to_get(spec, reason="it has no download source"))
-        else:
-            use_git = method == "git" or (method == "auto" and shutil.which("git"))
-            with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{spec.name}-") as tmp:
-                tmp = Path(tmp)
-                if use_git:
-                    try:
-                        src = _git_sparse_checkout(repo_url, spec.repo_path, tmp)
-                    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-                        detail = getattr(exc, "stderr", "") or str(exc)
-                        raise DataNotAvailableError(f"git could not clone {repo_url}: {detail.strip()}") from exc
-                    for rel in todo:
-                        srcfile = src / rel
-                        if srcfile.is_file():
-                            _atomic_write_bytes(_safe_member_path(target, rel), srcfile.read_bytes())
-                else:
-                    url = archive_url or f"{repo_url.rstrip('/')}/archive/HEAD.tar.gz"
-                    archive = download_file(url, tmp / "repo-archive")
-                    extract_subfolder(archive, spec.repo_path, target, todo)
+        _download_missing(spec, target, todo, method=method, repo_url=repo_url, archive_url=archive_url, urls=urls)
     except DataNotAvailableError as exc:
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()  # leave no empty dataset folder behind: it would look like a download
         raise DataNotAvailableError(_how_to_get(spec, reason=str(exc).splitlines()[0])) from exc
-    for rel, digest in todo.items():
-        path = target / rel
-        if not path.is_file():
-            raise DataError(
-                f"The source has no file {rel!r} for dataset {name!r} (looked in {spec.repo_path or 'the URLs'}). "
-                "Fix: the upstream layout changed; report it, or set SKINLESION_DATA to a copy."
-            )
-        found = sha256_file(path)
-        if found != digest:
-            path.unlink()
-            raise ChecksumError(
-                f"Checksum mismatch for downloaded {path}: expected {digest[:16]}…, found "
-                f"{found[:16]}…; the file was removed. Fix: run fetch({name!r}) again; if it "
-                "persists the upstream copy changed."
-            )
+    _check_downloaded(spec, target, todo)
     return ensure_verified(name, target)
 
 
@@ -785,7 +782,7 @@ class ImageTensorStore:
         path = Path(path)
         buf = io.BytesIO()
         torch.save({"images": self.images, "labels": self.labels, "ids": self.ids}, buf)
-        _atomic_write_bytes(path, buf.getvalue())
+        write_bytes(path, buf.getvalue())
 
     # ---- views
     def __len__(self) -> int:
@@ -853,55 +850,6 @@ def dataset_table(name: str) -> "pandas.DataFrame":  # noqa: F821
         df.loc["total"] = df.sum()
     df["total"] = df.sum(axis=1)
     return df
-
-
-def image_file_table(root: Path, rels: Sequence[str] | None = None) -> "pandas.DataFrame":  # noqa: F821
-    """One row per image file with its size and mode, read from the file headers only.
-
-    Args:
-        root: dataset folder. rels: relative paths (default: every image under ``root``).
-
-    Returns:
-        DataFrame with columns id, class, width, height, mode, format, bytes.
-    """
-    import pandas as pd
-    from PIL import Image
-
-    root = Path(root)
-    if rels is None:
-        rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    rows = []
-    for rel in rels:
-        with Image.open(root / rel) as img:
-            rows.append(
-                dict(id=rel, **{"class": PurePosixPath(rel).parts[-2]}, width=img.width, height=img.height,
-                     mode=img.mode, format=img.format, bytes=(root / rel).stat().st_size)
-            )
-    return pd.DataFrame(rows)
-
-
-def colour_statistics(store: ImageTensorStore) -> "pandas.DataFrame":  # noqa: F821
-    """Per-image colour statistics of a store, for a look at what separates the classes.
-
-    Returns:
-        DataFrame (one row per image) with id, class, mean_r, mean_g, mean_b (0–255),
-        brightness (mean over channels) and contrast (std over all pixels).
-    """
-    import pandas as pd
-
-    x = store.images.float()
-    means = x.mean(dim=(2, 3))
-    return pd.DataFrame(
-        {
-            "id": store.ids,
-            "class": [CLASSES[i] for i in store.labels.tolist()],
-            "mean_r": means[:, 0].numpy(),
-            "mean_g": means[:, 1].numpy(),
-            "mean_b": means[:, 2].numpy(),
-            "brightness": means.mean(dim=1).numpy(),
-            "contrast": x.flatten(1).std(dim=1).numpy(),
-        }
-    )
 
 
 def external_dataset_name() -> str:

@@ -10,7 +10,6 @@ so a reader can test a model trained in this book on their own images.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,12 +98,3 @@ def evaluate_folder(
         "counts": store.class_counts(),
     }
     return Evaluation(report, ci, preds, meta)
-
-
-def write_json(obj: dict, path: str | Path) -> Path:
-    """Write ``obj`` as JSON atomically."""
-    from .data import _atomic_write_bytes
-
-    path = Path(path)
-    _atomic_write_bytes(path, json.dumps(obj, indent=1, default=str).encode())
-    return path

@@ -21,9 +21,8 @@ What this module owns
   :func:`paired_tests` (per seed, each fusion against ``none`` on the same 660 test images: exact
   McNemar and the paired-bootstrap CI of the AUC difference; and ``none`` against itself across
   seeds, which is what seed-to-seed noise looks like under the same tests), :func:`gain_vs_noise`
-  (the verdict "is the gain larger than seed-to-seed noise?"), :func:`fusion_weights` /
-  :func:`fusion_weight_summary` / :func:`plot_fusion_weights` (what the three ASFF variants learn,
-  from ``model.last_fusion_weights`` over the test images).
+  (the verdict "is the gain larger than seed-to-seed noise?"). What the three ASFF variants
+  learn is read by :mod:`skinlesion_utils.fusion` (:func:`~skinlesion_utils.fusion.fusion_weight_table`).
 * Results files: :func:`save` writes a chapter's tables under ``results/<profile>/<chapter>/``
   (via :func:`skinlesion_utils.runs.write_results`) together with a ``meta.json`` holding the
   settings and the provenance (device, date, commit); :func:`load` reads them back;
@@ -46,12 +45,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models import FUSIONS
+from .fusion import FUSIONS
 
 __all__ = [
     "BASELINES",
-    "FUSIONS",
-    "ADAPTIVE_FUSIONS",
     "CI_METRICS",
     "baseline_config",
     "settings_table",
@@ -63,10 +60,6 @@ __all__ = [
     "paired_tests",
     "rejects_no_difference",
     "gain_vs_noise",
-    "fusion_weights",
-    "fusion_weight_summary",
-    "fusion_weight_readings",
-    "plot_fusion_weights",
     "provenance",
     "save",
     "load",
@@ -85,8 +78,6 @@ BASELINES: tuple[str, ...] = (
     "lenet5", "alexnet", "vgg16", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
     "squeezenet1_1", "densenet121", "xception", "googlenet",
 )
-#: The fusions that learn weights (``model.last_fusion_weights`` is not ``None``).
-ADAPTIVE_FUSIONS: tuple[str, ...] = ("asff_text", "asff_code", "asff_spatial")
 #: Metrics reported with a bootstrap interval, in table order.
 CI_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
 #: The paper's input size (px), at which FLOPs are also reported.
@@ -353,7 +344,7 @@ def ablation(fusions: Sequence[str] = FUSIONS, seeds: Sequence[int] | None = Non
     """Train (or load) every fusion × seed and tabulate the test metrics of each run.
 
     Args:
-        fusions: fusion names (``models.FUSIONS``); the first is the reference of
+        fusions: fusion names (``fusion.FUSIONS``); the first is the reference of
             :func:`paired_tests` (``"none"``: plain ResNet-50 with the paper's head).
         seeds: training seeds (default: the profile's ``seeds``).
         profile: ``Profile`` or name (default: the active one).
@@ -541,228 +532,6 @@ def gain_vs_noise(runs_table: pd.DataFrame, tests: pd.DataFrame, reference: str 
                          "verdict": (("gain" if gains.mean() > 0 else "loss") + " larger than noise"
                                      if larger else "within noise")})
     return pd.DataFrame(rows).set_index(["fusion", "metric"])
-
-
-# =========================================================================== fusion weights
-@torch.no_grad()
-def fusion_weights(model: torch.nn.Module, store, batch_size: int = 128) -> torch.Tensor:
-    """The learned fusion weights of every image of a store: ``model.last_fusion_weights``
-    collected over forward passes (eval mode, fp32, CPU).
-
-    Args:
-        model: an :class:`~skinlesion_utils.models.ASFFResNet50` with an adaptive fusion.
-        store: ``ImageTensorStore`` (uint8 [N, 3, R, R]), e.g. the test split at the run's size.
-        batch_size: images per forward pass.
-
-    Returns:
-        float32 tensor: ``asff_text`` [N, 2] (ω, 1 − ω); ``asff_code`` [N, 1024] (w_c);
-        ``asff_spatial`` [N, 2, H, W] (α, β).
-
-    Raises:
-        ValueError: the model keeps no fusion weights (``none``, ``sum``, ``concat``).
-    """
-    from .train import normalise
-
-    was_training = model.training
-    model = model.cpu().eval()
-    out = []
-    try:
-        for i in range(0, len(store), batch_size):
-            model(normalise(store.images[i: i + batch_size]))
-            w = getattr(model, "last_fusion_weights", None)
-            if w is None:
-                name = getattr(model, "fusion_name", type(model).__name__)
-                raise ValueError(f"the model ({name}) keeps no fusion weights: only {ADAPTIVE_FUSIONS} learn "
-                                 "weights. Fix: pass a run of an adaptive fusion.")
-            out.append(w.float().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
-
-
-def fusion_weight_summary(weights: torch.Tensor, fusion: str) -> pd.DataFrame:
-    """Per-image statistics of the layer-3 weight, comparable across the three ASFF variants.
-
-    In every variant the fused map is ``F1·w + F2·(1 − w)`` with ``F1`` = layer3 and ``w`` the
-    layer-3 weight — one scalar per image (``asff_text``), one per channel (``asff_code``) or
-    one per position (``asff_spatial``).
-
-    Args:
-        weights: output of :func:`fusion_weights` for that fusion.
-        fusion: ``"asff_text"``, ``"asff_code"`` or ``"asff_spatial"``.
-
-    Returns:
-        DataFrame, one row per image: ``layer3_share`` (mean layer-3 weight over channels or
-        positions: ω for ``asff_text``; exactly 1/1024 for ``asff_code``, whose channel weights
-        sum to 1 by construction), ``layer3_max`` (largest layer-3 weight of the image),
-        ``layer3_sd`` (spread over channels/positions; 0 for ``asff_text``), ``effective_n``
-        (``1 / Σ w²`` over the ``asff_code`` channels: 1024 = uniform, 1 = one channel takes all;
-        NaN for the others).
-    """
-    w = weights.double()
-    n = w.shape[0]
-    if fusion == "asff_text":
-        if w.ndim != 2 or w.shape[1] != 2:
-            raise ValueError(f"asff_text weights must be [N, 2]; found {tuple(w.shape)}.")
-        share = w[:, 0]
-        return pd.DataFrame({"layer3_share": share.numpy(), "layer3_max": share.numpy(),
-                             "layer3_sd": np.zeros(n), "effective_n": np.full(n, np.nan)})
-    if fusion == "asff_code":
-        if w.ndim != 2:
-            raise ValueError(f"asff_code weights must be [N, C]; found {tuple(w.shape)}.")
-        return pd.DataFrame({"layer3_share": w.mean(1).numpy(), "layer3_max": w.max(1).values.numpy(),
-                             "layer3_sd": w.std(1).numpy(), "effective_n": (1.0 / (w ** 2).sum(1)).numpy()})
-    if fusion == "asff_spatial":
-        if w.ndim != 4 or w.shape[1] != 2:
-            raise ValueError(f"asff_spatial weights must be [N, 2, H, W]; found {tuple(w.shape)}.")
-        a = w[:, 0].reshape(n, -1)
-        sd = a.std(1) if a.shape[1] > 1 else torch.zeros(n, dtype=a.dtype)
-        return pd.DataFrame({"layer3_share": a.mean(1).numpy(), "layer3_max": a.max(1).values.numpy(),
-                             "layer3_sd": sd.numpy(), "effective_n": np.full(n, np.nan)})
-    raise ValueError(f"fusion {fusion!r} learns no weights; expected one of {ADAPTIVE_FUSIONS}.")
-
-
-def fusion_weight_table(runs: Mapping, store, fusions: Sequence[str] = ADAPTIVE_FUSIONS,
-                        seeds: Sequence[int] | None = None, model_fn: Callable | None = None) -> pd.DataFrame:
-    """:func:`fusion_weight_summary` for several ablation runs, one long table.
-
-    Args:
-        runs: ``{(fusion, seed): Run}`` (from :func:`ablation`).
-        store: the test ``ImageTensorStore`` at the runs' image size.
-        fusions: which adaptive fusions to include.
-        seeds: which seeds (default: all in ``runs``).
-        model_fn: as :func:`benchmark`.
-
-    Returns:
-        DataFrame with ``fusion, seed, id, y_true`` and the columns of :func:`fusion_weight_summary`.
-    """
-    parts = []
-    for (f, s), run in runs.items():
-        if f not in fusions or (seeds is not None and s not in seeds):
-            continue
-        w = fusion_weights(run.load_model(model_fn=model_fn), store)
-        df = fusion_weight_summary(w, f)
-        df.insert(0, "y_true", store.labels.numpy())
-        df.insert(0, "id", list(store.ids))
-        df.insert(0, "seed", s)
-        df.insert(0, "fusion", f)
-        parts.append(df)
-    if not parts:
-        raise ValueError(f"fusion_weight_table: no runs of {tuple(fusions)} among {sorted(runs)}.")
-    return pd.concat(parts, ignore_index=True)
-
-
-#: Below this layer-3 weight an image's fused map is, to 1 %, the projected layer4 alone.
-IGNORED_BELOW = 0.01
-
-
-def fusion_weight_readings(table: pd.DataFrame, ignored_below: float = IGNORED_BELOW) -> pd.DataFrame:
-    """What each trained ASFF variant does with layer3, one row per fusion and seed (chapter 06).
-
-    Reads the per-image table of :func:`fusion_weight_table` and reduces it to the numbers a
-    reader needs to tell "the fusion mixes both levels" from "the fusion switched one off":
-
-    * ``asff_text`` / ``asff_spatial``: the median layer-3 share (ω, or the mean α over
-      positions) and the share of images where it is below ``ignored_below`` — layer3 then
-      contributes less than 1 % and the fused map is the projected layer4;
-    * ``asff_code``: the median effective number of channels ``1 / Σ w²`` through which
-      layer3 enters (its channel weights sum to 1, so the other channels carry layer4).
-
-    Args:
-        table: output of :func:`fusion_weight_table` (columns ``fusion, seed, y_true,
-            layer3_share, effective_n``).
-        ignored_below: the layer-3 weight under which an image counts as "layer3 ignored".
-
-    Returns:
-        DataFrame with ``fusion, seed, images, median_layer3_share, share_layer3_ignored``
-        (fraction of images; NaN for ``asff_code``), ``median_effective_channels`` (NaN except
-        ``asff_code``), ``benign_mean``/``malignant_mean`` (mean layer-3 share per class) and
-        ``reading``, one sentence generated from those numbers.
-
-    Raises:
-        ValueError: the table has no adaptive fusion or lacks a needed column.
-    """
-    need = {"fusion", "seed", "y_true", "layer3_share", "effective_n"}
-    if missing := need - set(table.columns):
-        raise ValueError(f"fusion_weight_readings: the table lacks {sorted(missing)}; pass the output of "
-                         "experiments.fusion_weight_table.")
-    rows = []
-    for (f, seed), part in table.groupby(["fusion", "seed"], sort=False):
-        if f not in ADAPTIVE_FUSIONS:
-            continue
-        share = part["layer3_share"].to_numpy(float)
-        by_class = part.groupby("y_true")["layer3_share"].mean()
-        row = {"fusion": f, "seed": seed, "images": len(part), "median_layer3_share": float(np.median(share)),
-               "share_layer3_ignored": float("nan"), "median_effective_channels": float("nan"),
-               "benign_mean": float(by_class.get(0, np.nan)), "malignant_mean": float(by_class.get(1, np.nan))}
-        if f == "asff_code":
-            n_eff = float(np.median(part["effective_n"].to_numpy(float)))
-            row["median_effective_channels"] = n_eff
-            row["reading"] = (f"layer3 enters through about {n_eff:.3g} of 1,024 channels (median effective "
-                              "number); every other channel of the fused map is projected layer4")
-        else:
-            ignored = float(np.mean(share < ignored_below))
-            row["share_layer3_ignored"] = ignored
-            what = "ω" if f == "asff_text" else "mean α"
-            if ignored >= 0.9:
-                row["reading"] = (f"{what} < {ignored_below:g} on {ignored:.0%} of the images: the fused map is "
-                                  "the projected layer4 alone, layer3 is switched off")
-            elif ignored > 0.1:
-                row["reading"] = (f"{what} < {ignored_below:g} on {ignored:.0%} of the images: layer3 is switched "
-                                  "off for some images and mixed in for others")
-            else:
-                row["reading"] = (f"both levels are mixed: median {what} {np.median(share):.2f} (benign "
-                                  f"{row['benign_mean']:.2f}, malignant {row['malignant_mean']:.2f})")
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"fusion_weight_readings: no adaptive fusion in the table; found "
-                         f"{sorted(set(table['fusion']))}, expected some of {ADAPTIVE_FUSIONS}.")
-    return pd.DataFrame(rows)
-
-
-def plot_fusion_weights(table: pd.DataFrame, classes: Sequence[str] = ("benign", "malignant")):
-    """What each ASFF variant learned, per class: one panel per fusion, histograms over test images.
-
-    * ``asff_text``: ω, the layer-3 share of each image (0.5 = equal mix);
-    * ``asff_code``: the effective number of channels ``1 / Σ w²`` (1024 = uniform weights,
-      every channel then takes 1/1024 of layer3 and the fused map is ≈ the projected layer4);
-    * ``asff_spatial``: the mean over positions of α, the layer-3 share.
-
-    Args:
-        table: :func:`fusion_weight_table` output (the rows of one seed, or several).
-        classes: names of labels 0 and 1.
-
-    Returns:
-        The Figure (one Axes per fusion present).
-    """
-    import matplotlib.pyplot as plt
-
-    spec = {"asff_text": ("layer3_share", "ω = layer-3 weight per image", (0, 1)),
-            "asff_code": ("effective_n", "effective channels 1 / Σ w² (1024 = uniform)", None),
-            "asff_spatial": ("layer3_share", "mean α over positions (layer-3 share)", (0, 1))}
-    present = [f for f in spec if f in set(table["fusion"])]
-    if not present:
-        raise ValueError(f"plot_fusion_weights: the table has no adaptive fusion; found {sorted(set(table['fusion']))}.")
-    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.3), squeeze=False)
-    for ax, f in zip(axes[0], present):
-        col, label, rng = spec[f]
-        part = table[table["fusion"] == f]
-        vals = part[col].to_numpy(float)
-        lo, hi = (float(np.nanmin(vals)), float(np.nanmax(vals))) if rng is None else rng
-        if rng is not None:  # zoom in when all values sit in a narrow band
-            lo, hi = max(0.0, float(np.nanmin(vals)) - 0.05), min(1.0, float(np.nanmax(vals)) + 0.05)
-        bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 31)
-        for k, (name, colour) in enumerate(zip(classes, ("tab:blue", "tab:red"))):
-            v = part.loc[part["y_true"] == k, col].to_numpy(float)
-            ax.hist(v, bins=bins, alpha=0.55, color=colour, label=f"{name} (n={len(v)}, mean {np.nanmean(v):.3g})")
-        if f == "asff_code":
-            ax.axvline(1024, ls="--", color="grey", lw=1)
-        ax.set_xlabel(label, fontsize=9)
-        ax.set_ylabel("test images")
-        ax.set_title(f, fontsize=10)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 # =========================================================================== results files

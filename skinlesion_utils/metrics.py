@@ -1,7 +1,8 @@
 """Binary-classification metrics, confidence intervals, paired tests and calibration.
 
-Taught in chapter 05 (how to evaluate a classifier honestly); the paper-arithmetic helpers
-at the end are used in the consistency checks of chapters 05 and 09.
+Taught in chapter 05 (how to evaluate a classifier honestly); chapters 02, 06 and 08 use its
+intervals and paired tests on their predictions. The arithmetic of printed percentages (is a
+paper's number ``k / n``?) lives in :mod:`skinlesion_utils.verdicts`.
 
 Conventions used everywhere in this module:
 
@@ -17,20 +18,23 @@ What lives here:
 
 * point metrics — :func:`confusion`, :func:`classification_report` (scikit-learn underneath);
 * uncertainty — :func:`bootstrap_samples`, :func:`bootstrap_ci`, :func:`report_with_ci`
-  (vectorised percentile bootstrap, stratified by class by default);
+  (vectorised percentile bootstrap, stratified by class by default), :func:`ci_row` (the same
+  as one flat ``m, m_low, m_high`` record) and :func:`ci_strings` (such columns as
+  ``"0.812 [0.788, 0.835]"`` for a page); :func:`mean_sd_table` (mean ± sd over seeds);
 * comparing two models on the same images — :func:`mcnemar` (exact, statsmodels),
   :func:`auc_difference` (paired bootstrap) and :func:`delong_test` (DeLong's test with the
-  fast algorithm of Sun & Xu 2014);
+  fast algorithm of Sun & Xu 2014), all three at once by :func:`paired_comparison`;
+* comparing two subsets of one prediction table — :func:`metric_difference` (paired bootstrap
+  interval of a metric's difference; :func:`prediction_arrays`, :func:`subset_mask` read and
+  check the table and the masks);
 * calibration — :func:`reliability_curve`, :func:`expected_calibration_error`;
-* operating points — :func:`threshold_at_sensitivity`, :func:`specificity_at_threshold`;
-* paper arithmetic — :func:`achievable_accuracies`, :func:`nearest_fraction`,
-  :func:`accuracy_from_recall_specificity`, plus :func:`mean_sd_table`.
+* operating points — :func:`threshold_at_sensitivity`, :func:`specificity_at_threshold`,
+  :func:`operating_point_table` (a triage threshold chosen on validation versus on test).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -51,10 +55,17 @@ __all__ = [
     "expected_calibration_error",
     "threshold_at_sensitivity",
     "specificity_at_threshold",
-    "achievable_accuracies",
-    "nearest_fraction",
-    "accuracy_from_recall_specificity",
+    "operating_point_table",
     "mean_sd_table",
+    "CI_METRICS",
+    "ci_row",
+    "ci_strings",
+    "paired_comparison",
+    "prediction_arrays",
+    "subset_mask",
+    "metric_difference",
+    "mean_ci",
+    "interval_word",
 ]
 
 #: Metric names understood by :func:`bootstrap_ci` / :func:`report_with_ci`, in report order.
@@ -65,6 +76,8 @@ METRICS: tuple[str, ...] = (
 _ALIASES = {"sensitivity": "recall", "tpr": "recall", "tnr": "specificity", "auc": "roc_auc",
             "average_precision": "pr_auc", "ap": "pr_auc", "ppv": "precision"}
 _THRESHOLD_METRICS = {"accuracy", "precision", "recall", "specificity", "f1", "balanced_accuracy"}
+#: Metrics the many-model tables of chapters 02 and 06 report with a bootstrap interval, in table order.
+CI_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
 
 
 # =========================================================================== input checks
@@ -390,6 +403,63 @@ def report_with_ci(y_true, y_score, threshold: float = 0.5, n_boot: int = 2000,
     return df
 
 
+def ci_row(y_true, y_score, metrics: Sequence[str] = CI_METRICS, *, point_only: Sequence[str] = (),
+           threshold: float = 0.5, n_boot: int = 2000, seed: int = 0) -> dict:
+    """:func:`report_with_ci` as one flat record, the row of a results table.
+
+    Args:
+        y_true, y_score: as :func:`report_with_ci`.
+        metrics: metrics reported with their interval.
+        point_only: metrics reported without one (e.g. ``("pr_auc",)``), after ``metrics``.
+        threshold, n_boot, seed: as :func:`report_with_ci`.
+
+    Returns:
+        ``{m: point, m_low: low, m_high: high}`` per metric of ``metrics`` (canonical names,
+        fractions) and ``{m: point}`` per metric of ``point_only``, in that order.
+    """
+    ci = report_with_ci(y_true, y_score, threshold=threshold, n_boot=n_boot, seed=seed,
+                        metrics=tuple(metrics) + tuple(point_only))
+    bare = {_canonical(m) for m in point_only}
+    row = {}
+    for m in ci.index:
+        row[m] = float(ci.loc[m, "point"])
+        if m not in bare:
+            row[f"{m}_low"], row[f"{m}_high"] = float(ci.loc[m, "low"]), float(ci.loc[m, "high"])
+    return row
+
+
+def ci_strings(table: pd.DataFrame, metrics: Sequence[str] = CI_METRICS, decimals: int = 3,
+               percent: bool = False, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """``"0.812 [0.781, 0.843]"`` strings from the ``m, m_low, m_high`` columns of a table.
+
+    Args:
+        table: e.g. a chapter 02 benchmark table or a chapter 08 subset report (or the same
+            read back from a results file): any frame with those columns.
+        metrics: metric names whose three columns exist, in the order wanted.
+        decimals: digits after the point.
+        percent: print as percentages (the paper's unit).
+        keep: other columns to keep unchanged, placed first (e.g. ``("n",)``).
+
+    Returns:
+        DataFrame with the same index, columns ``keep`` then one string column per metric;
+        ``"–"`` where the point value is NaN.
+
+    Raises:
+        KeyError: a needed column is missing (the message lists the table's columns).
+    """
+    missing = [c for m in metrics for c in (m, f"{m}_low", f"{m}_high") if c not in table.columns]
+    missing += [c for c in keep if c not in table.columns]
+    if missing:
+        raise KeyError(f"ci_strings: columns {missing} not in the table (it has {list(table.columns)}). "
+                       "Fix: pass metrics whose point, _low and _high columns the table holds.")
+    scale = 100.0 if percent else 1.0
+    out = table[list(keep)].copy()
+    for m in metrics:
+        out[m] = [("–" if pd.isna(p) else f"{scale * p:.{decimals}f} [{scale * lo:.{decimals}f}, {scale * hi:.{decimals}f}]")
+                  for p, lo, hi in zip(table[m], table[f"{m}_low"], table[f"{m}_high"])]
+    return out
+
+
 # =========================================================================== paired tests
 def mcnemar(y_true, pred_a, pred_b) -> dict:
     """Exact McNemar test: do two classifiers err on different images more than chance?
@@ -509,6 +579,103 @@ def delong_test(y_true, score_a, score_b, alpha: float = 0.05) -> dict:
             "var_a": float(cov[0, 0]), "var_b": float(cov[1, 1]), "cov": float(cov[0, 1])}
 
 
+def paired_comparison(y_true, score_a, score_b, *, threshold: float = 0.5, n_boot: int = 2000,
+                      seed: int = 0) -> dict:
+    """Two models on the same images: McNemar (errors at ``threshold``), paired bootstrap and DeLong
+    tests of the ROC-AUC difference ``A − B`` — the one paired test of chapters 06 and 08.
+
+    Args:
+        y_true: int [N] 0/1 labels. score_a, score_b: float [N] P(malignant) of models A and B on
+            the same images, in the same order.
+        threshold: P(malignant) at which a prediction is malignant.
+        n_boot, seed: bootstrap of the AUC difference (:func:`auc_difference`).
+
+    Returns:
+        flat dict: ``n``, ``acc_a``, ``acc_b``, ``mcnemar_b`` (A right, B wrong),
+        ``mcnemar_c`` (A wrong, B right), ``mcnemar_p``, ``auc_a``, ``auc_b``, ``auc_delta``,
+        ``auc_low``, ``auc_high``, ``auc_p`` (bootstrap), ``delong_p``.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    sa, sb = np.asarray(score_a, dtype=np.float64), np.asarray(score_b, dtype=np.float64)
+    pa, pb = (sa >= threshold).astype(np.int64), (sb >= threshold).astype(np.int64)
+    mc = mcnemar(y, pa, pb)
+    ad = auc_difference(y, sa, sb, n_boot=n_boot, seed=seed)
+    dl = delong_test(y, sa, sb)
+    return {"n": int(y.size), "acc_a": float((pa == y).mean()), "acc_b": float((pb == y).mean()),
+            "mcnemar_b": mc["b"], "mcnemar_c": mc["c"], "mcnemar_p": mc["p_value"],
+            "auc_a": ad["auc_a"], "auc_b": ad["auc_b"], "auc_delta": ad["delta"], "auc_low": ad["low"],
+            "auc_high": ad["high"], "auc_p": ad["p_value"], "delong_p": dl["p_value"]}
+
+
+# =========================================================================== subsets of one table
+def prediction_arrays(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``y_true`` int64 [N] and ``y_score`` float64 [N] of a predictions table.
+
+    Raises:
+        KeyError: the table lacks ``y_true`` or ``y_score``.
+    """
+    missing = [c for c in ("y_true", "y_score") if c not in predictions.columns]
+    if missing:
+        raise KeyError(f"Column(s) {missing} not in the table; it has {list(predictions.columns)}. "
+                       "Fix: pass existing column names.")
+    return predictions["y_true"].to_numpy(np.int64), predictions["y_score"].to_numpy(np.float64)
+
+
+def subset_mask(predictions: pd.DataFrame, mask, name: str) -> np.ndarray:
+    """``mask`` as a bool [N] array, one entry per row of ``predictions``.
+
+    Raises:
+        ValueError: ``mask`` is not bool or not of length N (names the subset ``name``).
+    """
+    m = np.asarray(mask)
+    if m.dtype != bool or m.shape != (len(predictions),):
+        raise ValueError(f"subset {name!r}: expected a bool mask of length {len(predictions)} (one per row of the "
+                         f"predictions), found {m.dtype} of shape {m.shape}. Fix: e.g. flags['contaminated'].to_numpy().")
+    return m
+
+
+def metric_difference(predictions: pd.DataFrame, mask_a: Sequence[bool], mask_b: Sequence[bool],
+                      metric: str = "accuracy", *, threshold: float = 0.5, n_boot: int = 2000,
+                      alpha: float = 0.05, seed: int = 0) -> dict:
+    """``metric(subset a) − metric(subset b)`` with a percentile-bootstrap CI (chapter 08).
+
+    Each resample draws N images with replacement from the whole table (stratified by class,
+    :func:`bootstrap_samples`' convention) and evaluates the metric on the drawn members of
+    ``a`` and of ``b``: the same draw serves both, so nested subsets (all vs clean) and
+    disjoint ones (contaminated vs clean) are both handled, and subset sizes vary between
+    resamples as they would between data sets. Exact ROC AUC per resample.
+
+    Args:
+        predictions: DataFrame with ``y_true`` and ``y_score``, N rows.
+        mask_a, mask_b: bool [N] masks of the two subsets (each with both classes for AUC).
+        metric: a name of :data:`METRICS` (or an alias such as ``"auc"``).
+        threshold, n_boot, alpha, seed: as :func:`bootstrap_ci`.
+
+    Returns:
+        ``dict(metric, a, b, delta, low, high, n_a, n_b, n_boot)``: point values on all images of
+        each subset, their difference and its interval (resamples where a subset lacks a
+        needed class are dropped; ``n_boot`` counts the ones kept).
+    """
+    y, s = prediction_arrays(predictions)
+    a = subset_mask(predictions, mask_a, "a")
+    b = subset_mask(predictions, mask_b, "b")
+    name = _canonical(metric)
+    for label, m in (("a", a), ("b", b)):
+        if not (0 < y[m].sum() < m.sum()):
+            raise ValueError(f"subset {label} needs both classes to compute {name}; it has {int(m.sum())} images, "
+                             f"{int(y[m].sum())} malignant. Fix: use larger subsets or another metric.")
+    counts = _counts(_draw_indices(y, n_boot, seed, True), y.size)
+    va = _Resampled(y, s, counts * a, threshold).value(name)
+    vb = _Resampled(y, s, counts * b, threshold).value(name)
+    d = va - vb
+    d = d[~np.isnan(d)]
+    lo, hi = _interval(d, alpha)
+    pa = classification_report(y[a], s[a], threshold)[name]
+    pb = classification_report(y[b], s[b], threshold)[name]
+    return {"metric": name, "a": float(pa), "b": float(pb), "delta": float(pa - pb), "low": lo, "high": hi,
+            "n_a": int(a.sum()), "n_b": int(b.sum()), "n_boot": int(d.size)}
+
+
 # =========================================================================== calibration
 def reliability_curve(y_true, y_score, n_bins: int = 10) -> pd.DataFrame:
     """Per-bin observed malignant rate versus mean predicted P(malignant).
@@ -602,186 +769,6 @@ def specificity_at_threshold(y_true, y_score, threshold: float) -> float:
     return float(np.mean(s[neg] < threshold))
 
 
-# =========================================================================== paper arithmetic
-def _decimals_of(value) -> int:
-    """Decimal places as printed: ``"93.10"`` -> 2, ``93.182`` -> 3 (shortest float repr)."""
-    d = Decimal(value if isinstance(value, str) else repr(float(value)))
-    return max(0, -d.as_tuple().exponent)
-
-
-def _percent(value, name: str) -> float:
-    v = float(value)
-    if not 0.0 <= v <= 100.0:
-        raise ValueError(f"{name}: expected a percentage in [0, 100] as printed in the paper, "
-                         f"found {value!r}.")
-    return v
-
-
-def _rounds_to(exact_percent: np.ndarray | float, value: float, decimals: int) -> np.ndarray:
-    """Does the exact percentage round (half up or half even, either) to ``value``?"""
-    half = 0.5 * 10.0 ** (-decimals)
-    return np.abs(np.asarray(exact_percent) - value) <= half + 1e-9
-
-
-def achievable_accuracies(n: int) -> np.ndarray:
-    """All accuracies possible on ``n`` images: ``100 * k / n`` for ``k = 0..n``, percent [n+1]."""
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer (number of test images), got {n!r}.")
-    return 100.0 * np.arange(int(n) + 1) / int(n)
-
-
-def nearest_fraction(value_percent, n: int, decimals: int | None = None) -> dict:
-    """Is a reported percentage ``k / n`` for some integer ``k``?
-
-    Args:
-        value_percent: the value as printed, in percent (a string keeps trailing zeros,
-            e.g. ``"93.10"``).
-        n: denominator (e.g. 660 test images).
-        decimals: decimal places it was rounded to; default: as many as printed.
-
-    Returns:
-        ``dict(k, n, exact, gap, decimals, consistent, candidates)``: the nearest ``k``, its
-        exact percentage ``100 k / n``, ``gap = value - exact`` in percentage points,
-        whether some ``k`` rounds to the printed value (``consistent``) and all such ``k``.
-    """
-    v = _percent(value_percent, "value_percent")
-    d = _decimals_of(value_percent) if decimals is None else int(decimals)
-    acc = achievable_accuracies(n)
-    k = int(np.argmin(np.abs(acc - v)))
-    cands = np.flatnonzero(_rounds_to(acc, v, d)).tolist()
-    return {"k": k, "n": int(n), "exact": float(acc[k]), "gap": float(v - acc[k]),
-            "decimals": d, "consistent": bool(cands), "candidates": cands}
-
-
-def accuracy_from_recall_specificity(recall, specificity, n_pos: int, n_neg: int,
-                                     accuracy=None, decimals: int | None = None) -> dict:
-    """Which confusion matrices fit a paper's rounded recall and specificity?
-
-    Accuracy is the class-size-weighted mean of recall and specificity:
-    ``acc = (recall * n_pos + specificity * n_neg) / (n_pos + n_neg)``.
-
-    Args:
-        recall, specificity: as printed, in percent (strings keep trailing zeros).
-        n_pos, n_neg: malignant and benign test images (300 and 360 in the paper's test split).
-        accuracy: optionally the printed accuracy (percent), to check against the candidates.
-        decimals: decimal places of the printed values; default: as printed, per value.
-
-    Returns:
-        dict with ``implied_accuracy`` (percent, from the printed values as if exact),
-        ``candidates`` (DataFrame of every integer ``tp, tn`` whose exact recall and
-        specificity round to the printed ones, with the exact ``recall, specificity,
-        accuracy`` in percent), ``accuracy_min``/``accuracy_max`` over candidates (NaN if
-        none), ``consistent`` (any candidate), and, when ``accuracy`` is given,
-        ``accuracy_consistent`` (some candidate's accuracy rounds to it).
-    """
-    r = _percent(recall, "recall")
-    sp = _percent(specificity, "specificity")
-    n_pos, n_neg = int(n_pos), int(n_neg)
-    if n_pos < 1 or n_neg < 1:
-        raise ValueError(f"n_pos and n_neg must be positive image counts, got {n_pos}, {n_neg}.")
-    dr = _decimals_of(recall) if decimals is None else int(decimals)
-    ds = _decimals_of(specificity) if decimals is None else int(decimals)
-    tps = np.flatnonzero(_rounds_to(100.0 * np.arange(n_pos + 1) / n_pos, r, dr))
-    tns = np.flatnonzero(_rounds_to(100.0 * np.arange(n_neg + 1) / n_neg, sp, ds))
-    tp, tn = np.meshgrid(tps, tns, indexing="ij")
-    cand = pd.DataFrame({"tp": tp.ravel(), "tn": tn.ravel()}, dtype=np.int64)
-    cand["recall"] = 100.0 * cand["tp"] / n_pos
-    cand["specificity"] = 100.0 * cand["tn"] / n_neg
-    cand["accuracy"] = 100.0 * (cand["tp"] + cand["tn"]) / (n_pos + n_neg)
-    out = {
-        "implied_accuracy": (r * n_pos + sp * n_neg) / (n_pos + n_neg),
-        "candidates": cand,
-        "accuracy_min": float(cand["accuracy"].min()) if len(cand) else math.nan,
-        "accuracy_max": float(cand["accuracy"].max()) if len(cand) else math.nan,
-        "consistent": bool(len(cand)),
-    }
-    if accuracy is not None:
-        a = _percent(accuracy, "accuracy")
-        da = _decimals_of(accuracy) if decimals is None else int(decimals)
-        ok = _rounds_to(cand["accuracy"].to_numpy(), a, da)
-        out["accuracy_consistent"] = bool(ok.any())
-        out["candidates"] = cand.assign(matches_accuracy=ok)
-    return out
-
-
-def mean_sd_table(df: pd.DataFrame, group: str | Sequence[str], value: str | Sequence[str],
-                  decimals: int = 3, ddof: int = 1) -> pd.DataFrame:
-    """Mean ± standard deviation of ``value`` per ``group`` (e.g. per model over seeds).
-
-    Args:
-        df: long table, one row per run (e.g. columns ``model, seed, accuracy``).
-        group: column(s) to group by.
-        value: column(s) to summarise.
-        decimals: rounding of the ``"mean ± sd"`` strings.
-        ddof: 1 = sample standard deviation (NaN for a single run).
-
-    Returns:
-        DataFrame indexed by group with, per value column, ``<v>_n, <v>_mean, <v>_sd`` and a
-        printable ``<v>`` = ``"mean ± sd"``.
-    """
-    values = [value] if isinstance(value, str) else list(value)
-    groups = [group] if isinstance(group, str) else list(group)
-    missing = [c for c in groups + values if c not in df.columns]
-    if missing:
-        raise KeyError(f"mean_sd_table: columns {missing} not in the table; "
-                       f"found {list(df.columns)}.")
-    g = df.groupby(groups, sort=False)
-    out = pd.DataFrame(index=g.size().index)
-    for v in values:
-        out[f"{v}_n"] = g[v].count()
-        out[f"{v}_mean"] = g[v].mean()
-        out[f"{v}_sd"] = g[v].std(ddof=ddof)
-        out[v] = [f"{m:.{decimals}f} ± {s:.{decimals}f}"
-                  for m, s in zip(out[f"{v}_mean"], out[f"{v}_sd"])]
-    return out
-
-
-# =========================================================================== chapter 05 additions
-# Appended for chapter 05 (evaluation): the table of the paper's accuracies that can or cannot
-# be k/n, and the triage operating point chosen on validation versus on the test set.
-def achievability_table(printed: "Mapping[str, str | float]", n: int) -> pd.DataFrame:
-    """Which printed percentages are ``100 k / n`` for an integer ``k``, and their neighbours.
-
-    Args:
-        printed: ``{subject: value as printed, in percent}``; strings keep trailing zeros
-            (``"93.10"`` is checked at 2 decimals), e.g. ``{"headline": "93.182"}``.
-        n: the denominator (e.g. 660 test images).
-
-    Returns:
-        DataFrame indexed by subject with ``printed`` (str), ``n``, ``decimals``, ``verdict``
-        (``"consistent"`` when some ``k / n`` rounds to the printed value at its precision, else
-        ``"inconsistent"``), ``k`` (the fitting counts, e.g. ``"615"``, empty when none),
-        ``k_below``/``pct_below`` and ``k_above``/``pct_above`` (for an inconsistent value the
-        neighbours: largest ``k`` with ``100 k / n <= value`` and smallest with ``>= value``; for
-        a consistent one the smallest and largest fitting ``k``; with their exact percent) and
-        ``gap`` (printed − nearest achievable, percentage points).
-    """
-    from collections.abc import Mapping as _Mapping
-
-    if not isinstance(printed, _Mapping) or not printed:
-        raise ValueError("printed: expected a non-empty dict {subject: percentage as printed}, e.g. "
-                         f"{{'headline': '93.182'}}; found {type(printed).__name__}.")
-    n = int(n)
-    acc = achievable_accuracies(n)
-    rows = []
-    for subject, value in printed.items():
-        r = nearest_fraction(value, n)
-        v = _percent(value, f"printed[{subject!r}]")
-        if r["consistent"]:  # the fitting counts themselves
-            below, above = min(r["candidates"]), max(r["candidates"])
-        else:  # the achievable values on either side of the printed one
-            below = int(np.flatnonzero(acc <= v)[-1])
-            above = int(np.flatnonzero(acc >= v)[0])
-        rows.append({
-            "subject": subject, "printed": str(value), "n": n, "decimals": r["decimals"],
-            "verdict": "consistent" if r["consistent"] else "inconsistent",
-            "k": ", ".join(str(k) for k in r["candidates"]),
-            "k_below": below, "pct_below": float(acc[below]),
-            "k_above": above, "pct_above": float(acc[above]), "gap": r["gap"],
-        })
-    return pd.DataFrame(rows).set_index("subject")
-
-
 def operating_point_table(y_val, s_val, y_test, s_test, target: float = 0.95, n_boot: int = 2000,
                           alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Test sensitivity and specificity at a threshold chosen for ``target`` sensitivity, two ways.
@@ -832,4 +819,64 @@ def operating_point_table(y_val, s_val, y_test, s_test, target: float = 0.95, n_
     return df
 
 
-__all__ += ["achievability_table", "operating_point_table"]
+# =========================================================================== mean ± sd over runs
+def mean_sd_table(df: pd.DataFrame, group: str | Sequence[str], value: str | Sequence[str],
+                  decimals: int = 3, ddof: int = 1) -> pd.DataFrame:
+    """Mean ± standard deviation of ``value`` per ``group`` (e.g. per model over seeds).
+
+    Args:
+        df: long table, one row per run (e.g. columns ``model, seed, accuracy``).
+        group: column(s) to group by.
+        value: column(s) to summarise.
+        decimals: rounding of the ``"mean ± sd"`` strings.
+        ddof: 1 = sample standard deviation (NaN for a single run).
+
+    Returns:
+        DataFrame indexed by group with, per value column, ``<v>_n, <v>_mean, <v>_sd`` and a
+        printable ``<v>`` = ``"mean ± sd"``.
+    """
+    values = [value] if isinstance(value, str) else list(value)
+    groups = [group] if isinstance(group, str) else list(group)
+    missing = [c for c in groups + values if c not in df.columns]
+    if missing:
+        raise KeyError(f"mean_sd_table: columns {missing} not in the table; "
+                       f"found {list(df.columns)}.")
+    g = df.groupby(groups, sort=False)
+    out = pd.DataFrame(index=g.size().index)
+    for v in values:
+        out[f"{v}_n"] = g[v].count()
+        out[f"{v}_mean"] = g[v].mean()
+        out[f"{v}_sd"] = g[v].std(ddof=ddof)
+        out[v] = [f"{m:.{decimals}f} ± {s:.{decimals}f}"
+                  for m, s in zip(out[f"{v}_mean"], out[f"{v}_sd"])]
+    return out
+
+
+# =========================================================================== intervals of means, in words
+def mean_ci(values, seed: int, n_resamples: int = 2000) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of the finite ``values``: the mean with its 95 % percentile-bootstrap
+    interval (``scipy.stats.bootstrap``, ``n_resamples``, seeded). NaN × 3 when no value is
+    finite; the mean three times for fewer than 2 values or constant values. Used for the
+    per-image scores of chapter 07 (energy inside the mask, pointing game, ROAD)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    if v.size < 2 or np.ptp(v) == 0:
+        return float(v.mean()), float(v.mean()), float(v.mean())
+    res = stats.bootstrap((v,), np.mean, n_resamples=n_resamples, method="percentile",
+                          rng=np.random.default_rng(seed))
+    return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def interval_word(low: float, high: float, reference: float = 0.0) -> str:
+    """How a 95 % interval ``[low, high]`` lies relative to ``reference``: ``"above"`` (the whole
+    interval is above it), ``"below"``, or ``"not distinguishable from"`` (it contains it).
+    Used to turn the chapter's tables into sentences without typing a number (chapters 07, 09)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not measurable against"
+    if low > reference:
+        return "above"
+    if high < reference:
+        return "below"
+    return "not distinguishable from"

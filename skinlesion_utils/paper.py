@@ -20,8 +20,11 @@ What this module owns
   the printed recall and specificity imply the printed accuracy? is a printed gain the
   difference of two achievable accuracies?): :func:`check_accuracy`,
   :func:`check_recall_specificity`, :func:`check_gain` and :func:`arithmetic_checks`, built on
-  :func:`skinlesion_utils.metrics.nearest_fraction` and
-  :func:`skinlesion_utils.metrics.accuracy_from_recall_specificity`.
+  :func:`skinlesion_utils.verdicts.nearest_fraction` and
+  :func:`skinlesion_utils.verdicts.accuracy_from_recall_specificity`; their verdicts are
+  :data:`ARITHMETIC_VERDICTS`.
+* The paper's Table 2/3 on a chapter's page, or a note that it could not be transcribed:
+  :func:`paper_table_or_note` (chapters 02 and 06).
 
 Every function takes an optional ``claims`` argument (a dict as returned by :func:`load_claims`)
 so that a chapter or a test can work on an edited copy; by default the packaged file is used.
@@ -39,7 +42,7 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -48,11 +51,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import metrics as _metrics
+from . import verdicts
 
 __all__ = [
     "CLAIMS_FILE",
-    "VERDICTS",
+    "ARITHMETIC_VERDICTS",
     "TABLE_STATUSES",
     "ClaimsError",
     "ClaimsNotTranscribed",
@@ -72,12 +75,13 @@ __all__ = [
     "check_recall_specificity",
     "check_gain",
     "arithmetic_checks",
+    "paper_table_or_note",
 ]
 
 #: The packaged claims file.
 CLAIMS_FILE = Path(__file__).with_name("paper_claims.json")
-#: Verdicts of the arithmetic checks.
-VERDICTS = ("consistent", "inconsistent", "not checkable")
+#: Verdicts of the arithmetic checks (:func:`arithmetic_checks`).
+ARITHMETIC_VERDICTS = ("consistent", "inconsistent", "not checkable")
 #: Allowed ``status`` of a table.
 TABLE_STATUSES = ("not_transcribed", "partial", "transcribed")
 #: Strings that stand for "not reported" in a table cell.
@@ -187,6 +191,14 @@ def validate_claims(data: Mapping) -> list[str]:
             out.append(f"missing top-level section {key!r}")
     if out:
         return out
+    ids = _claim_problems(data, out)
+    _table_problems(data, ids, out)
+    _text_vs_code_problems(data, out)
+    return out
+
+
+def _claim_problems(data: Mapping, out: list[str]) -> set[str]:
+    """Append the problems of ``data["claims"]`` to ``out``; returns the claim ids."""
     sources, statuses = data["sources"], data["statuses"]
     ids: set[str] = set()
     for i, c in enumerate(data["claims"]):
@@ -230,6 +242,12 @@ def validate_claims(data: Mapping) -> list[str]:
         for ref in list(c.get("denominators", [])) + ([c["gain_of"]] if c.get("gain_of") else []):
             if ref not in ids:
                 out.append(f"{c.get('id')}: refers to unknown claim {ref!r}")
+    return ids
+
+
+def _table_problems(data: Mapping, ids: set[str], out: list[str]) -> None:
+    """Append the problems of ``data["tables"]`` to ``out`` (``ids``: the known claim ids)."""
+    sources = data["sources"]
     for n, t in data["tables"].items():
         where = f"tables[{n!r}]"
         if t.get("status") not in TABLE_STATUSES:
@@ -265,6 +283,11 @@ def validate_claims(data: Mapping) -> list[str]:
                         parse_number(cell)
                     except ValueError as exc:
                         out.append(f"{where}.rows[{j}].{col}: {exc}")
+
+
+def _text_vs_code_problems(data: Mapping, out: list[str]) -> None:
+    """Append the problems of ``data["text_vs_code"]`` to ``out``."""
+    sources = data["sources"]
     seen: set[str] = set()
     for k, e in enumerate(data["text_vs_code"]):
         eid = e.get("id") or f"text_vs_code[{k}]"
@@ -284,7 +307,6 @@ def validate_claims(data: Mapping) -> list[str]:
             out.append(f"{eid}.code: needs a source from 'sources'")
         if not str(e.get("consequence", "")).strip():
             out.append(f"{eid}: say what the difference changes ('consequence')")
-    return out
 
 
 # =========================================================================== claims
@@ -578,7 +600,7 @@ def check_accuracy(printed: str, n: int) -> dict:
         (printed - exact, points), ``candidates`` (every k that rounds to it) and ``detail``
         (one sentence).
     """
-    r = _metrics.nearest_fraction(printed, int(n))
+    r = verdicts.nearest_fraction(printed, int(n))
     verdict = "consistent" if r["consistent"] else "inconsistent"
     if r["consistent"]:
         detail = (f"{printed} % = {', '.join(f'{k}/{n}' for k in r['candidates'])} "
@@ -606,7 +628,7 @@ def check_recall_specificity(recall: str, specificity: str, n_pos: int, n_neg: i
         ``"inconsistent"`` otherwise), ``implied_accuracy`` (percent, from the printed values),
         ``accuracy_min``/``accuracy_max`` over the fitting counts, ``n_candidates`` and ``detail``.
     """
-    r = _metrics.accuracy_from_recall_specificity(recall, specificity, int(n_pos), int(n_neg), accuracy=accuracy)
+    r = verdicts.accuracy_from_recall_specificity(recall, specificity, int(n_pos), int(n_neg), accuracy=accuracy)
     cands = r["candidates"]
     if not r["consistent"]:
         verdict = "inconsistent"
@@ -644,7 +666,7 @@ def check_gain(gain: str, value: str, n: int) -> dict:
     """
     g = parse_number(gain)
     dg = decimals_of(gain)
-    acc = _metrics.nearest_fraction(value, int(n))
+    acc = verdicts.nearest_fraction(value, int(n))
     base = {"check": f"gain over some k0/{n}", "printed": gain, "n": int(n)}
     if not acc["consistent"]:
         return {**base, "verdict": "not checkable", "points": [], "relative": [],
@@ -687,7 +709,7 @@ def arithmetic_checks(claims: dict | None = None) -> pd.DataFrame:
 
     Returns:
         DataFrame with one row per check: ``subject`` (claim id, or ``"Table 2: <model>"``),
-        ``check``, ``printed``, ``n``, ``verdict`` (one of :data:`VERDICTS`), ``detail``.
+        ``check``, ``printed``, ``n``, ``verdict`` (one of :data:`ARITHMETIC_VERDICTS`), ``detail``.
     """
     d = _data(claims)
     by_id = {c["id"]: c for c in d["claims"]}
@@ -740,3 +762,37 @@ def arithmetic_checks(claims: dict | None = None) -> pd.DataFrame:
             rows.append({"subject": subj, "check": r["check"], "printed": f"{rec} / {spe} / {acc}",
                          "n": n_pos + n_neg, "verdict": r["verdict"], "detail": r["detail"]})
     return pd.DataFrame(rows, columns=["subject", "check", "printed", "n", "verdict", "detail"])
+
+
+# =========================================================================== the paper's tables on a page
+def paper_table_or_note(n: int, claim_ids: Iterable[str] = (), claims: dict | None = None
+                        ) -> tuple[pd.DataFrame | None, str, pd.DataFrame]:
+    """The paper's Table ``n`` if it was transcribed, else a note saying it could not be
+    (chapters 02 and 06 show it beside their own results).
+
+    Args:
+        n: table number (2: baselines, 3: fusion ablation).
+        claim_ids: ids of related claims to list in any case (e.g. ``"headline.accuracy"``).
+        claims: an edited claims dict (:func:`load_claims`); default the packaged file.
+
+    Returns:
+        ``(table or None, note, claims)``: the table as printed (strings, percent) when its status
+        is ``transcribed``/``partial``; a one-paragraph note on its status; and the claims that do
+        exist (``value`` as printed, ``unit``, ``what``, ``status``, ``version``, ``location``).
+    """
+    t = table(n, strict=False, claims=claims)
+    status = t.attrs.get("status", "unknown")
+    where = t.attrs.get("where", {})
+    if len(t):
+        note = (f"Table {n} of the paper ({t.attrs.get('title', '')}), status '{status}', as printed in "
+                f"{where.get('version', '')} {where.get('location', '')}.")
+        shown = t
+    else:
+        note = (f"Table {n} of the paper ({t.attrs.get('title', '')}) could not be transcribed: the paper's "
+                f"sections with its tables were not readable with the project's tools (status '{status}' in "
+                "skinlesion_utils/paper_claims.json). No number of it is shown or invented here; the claims "
+                "below are the ones the project could read, each with its source.")
+        shown = None
+    ct = claims_table(claims=claims)
+    ids = [c for c in claim_ids if c in ct.index]
+    return shown, note, ct.loc[ids, ["value", "unit", "what", "status", "version", "location"]]

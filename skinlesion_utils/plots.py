@@ -4,7 +4,8 @@ Owns the book's figures: image grids (chapter 00), confusion matrices, ROC / PR 
 reliability diagrams (chapter 05), block diagrams of the fusion and histograms of its weights
 (chapter 03), training curves (chapter 04), accuracy-versus-FLOPs scatter
 (chapter 02/06), per-seed points with mean ± sd (chapter 06's ablation) and the Grad-CAM
-overlay (chapter 07).
+overlay (chapter 07), and the reproduction register: the paper's values against our intervals
+(chapter 09).
 
 Conventions, the same for every function:
 
@@ -23,6 +24,9 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+
+from . import paper
 
 __all__ = [
     "image_grid",
@@ -36,7 +40,9 @@ __all__ = [
     "overlay_cam",
     "plot_block_diagram",
     "plot_fusion_walkthrough",
-    "plot_fusion_weights",
+    "plot_fusion_weight_histogram",
+    "plot_fusion_weights_by_class",
+    "plot_register",
 ]
 
 
@@ -672,7 +678,7 @@ def plot_fusion_walkthrough(walk, ax=None, title: str | None = None):
     """Chapter 03's figure: the shapes of an ASFF-ResNet50 forward pass as a block diagram.
 
     Args:
-        walk: the DataFrame of :func:`skinlesion_utils.models.fusion_walkthrough` (columns
+        walk: the DataFrame of :func:`skinlesion_utils.studies.ch03_asff.fusion_walkthrough` (columns
             ``step``, ``dims``, ``shape_text``), for ``asff_text``, ``asff_code`` or
             ``asff_spatial``. Every number on the figure comes from it.
         ax, title: drawing options.
@@ -690,7 +696,7 @@ def plot_fusion_walkthrough(walk, ax=None, title: str | None = None):
     missing = [c for c in ("step", "dims", "shape_text") if c not in walk.columns]
     if missing:
         raise KeyError(f"plot_fusion_walkthrough: columns {missing} missing; pass the DataFrame of "
-                       "models.fusion_walkthrough(model, x).")
+                       "studies.ch03_asff.fusion_walkthrough(model, x).")
     rows = {r.step: r for r in walk.itertuples(index=False)}
     spatial = "compress_low" in rows
     w_shape = tuple(rows["softmax"].dims)
@@ -750,13 +756,14 @@ def plot_fusion_walkthrough(walk, ax=None, title: str | None = None):
     return plot_block_diagram(spec, edges, ax=ax, title=title)
 
 
-def plot_fusion_weights(samples, ax=None, title: str | None = None, bins: int = 40):
-    """Histograms of the fusion weight given to layer3, one panel per variant, one colour per mode.
+def plot_fusion_weight_histogram(samples, ax=None, title: str | None = None, bins: int = 40):
+    """Chapter 03's figure: histograms of the fusion weight given to layer3, one panel per
+    variant, one colour per mode (training / eval).
 
     Args:
         samples: long DataFrame with columns ``variant``, ``mode``, ``value`` (weights in
             [0, 1]) and ``uniform`` (the weight of equal logits, drawn as a dashed line), e.g.
-            :func:`skinlesion_utils.models.fusion_init_state`'s first result with a ``variant``
+            :func:`skinlesion_utils.studies.ch03_asff.fusion_init_state`'s first result with a ``variant``
             column added. Variants whose positive values span more than two decades get a
             log-scaled x axis.
         ax: a sequence of Axes, one per variant (default: a new 1 × n figure).
@@ -770,7 +777,7 @@ def plot_fusion_weights(samples, ax=None, title: str | None = None, bins: int = 
     df = pd.DataFrame(samples)
     missing = [c for c in ("variant", "mode", "value", "uniform") if c not in df.columns]
     if missing:
-        raise KeyError(f"plot_fusion_weights: columns {missing} missing; found {list(df.columns)}.")
+        raise KeyError(f"plot_fusion_weight_histogram: columns {missing} missing; found {list(df.columns)}.")
     variants = list(dict.fromkeys(df["variant"]))
     if ax is None:
         fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.0), squeeze=False)
@@ -778,7 +785,7 @@ def plot_fusion_weights(samples, ax=None, title: str | None = None, bins: int = 
     else:
         axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
         if len(axes) != len(variants):
-            raise ValueError(f"plot_fusion_weights: {len(variants)} variants need {len(variants)} axes, got {len(axes)}.")
+            raise ValueError(f"plot_fusion_weight_histogram: {len(variants)} variants need {len(variants)} axes, got {len(axes)}.")
         fig = axes[0].figure
     for axis, variant in zip(axes, variants):
         part = df[df["variant"] == variant]
@@ -805,3 +812,123 @@ def plot_fusion_weights(samples, ax=None, title: str | None = None, bins: int = 
     if ax is None:
         fig.tight_layout()
     return fig
+
+
+def plot_fusion_weights_by_class(table, classes: Sequence[str] = ("benign", "malignant")):
+    """Chapter 06's figure: what each trained ASFF variant learned, per class: one panel per
+    fusion, histograms over test images.
+
+    * ``asff_text``: ω, the layer-3 share of each image (0.5 = equal mix);
+    * ``asff_code``: the effective number of channels ``1 / Σ w²`` (1024 = uniform weights,
+      every channel then takes 1/1024 of layer3 and the fused map is ≈ the projected layer4);
+    * ``asff_spatial``: the mean over positions of α, the layer-3 share.
+
+    Args:
+        table: :func:`skinlesion_utils.fusion.fusion_weight_table` output (the rows of one seed,
+            or several).
+        classes: names of labels 0 and 1.
+
+    Returns:
+        The Figure (one Axes per fusion present).
+    """
+    spec = {"asff_text": ("layer3_share", "ω = layer-3 weight per image", (0, 1)),
+            "asff_code": ("effective_n", "effective channels 1 / Σ w² (1024 = uniform)", None),
+            "asff_spatial": ("layer3_share", "mean α over positions (layer-3 share)", (0, 1))}
+    present = [f for f in spec if f in set(table["fusion"])]
+    if not present:
+        raise ValueError(f"plot_fusion_weights_by_class: the table has no adaptive fusion; found "
+                         f"{sorted(set(table['fusion']))}.")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.3), squeeze=False)
+    for ax, f in zip(axes[0], present):
+        col, label, rng = spec[f]
+        part = table[table["fusion"] == f]
+        vals = part[col].to_numpy(float)
+        lo, hi = (float(np.nanmin(vals)), float(np.nanmax(vals))) if rng is None else rng
+        if rng is not None:  # zoom in when all values sit in a narrow band
+            lo, hi = max(0.0, float(np.nanmin(vals)) - 0.05), min(1.0, float(np.nanmax(vals)) + 0.05)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 31)
+        for k, (name, colour) in enumerate(zip(classes, ("tab:blue", "tab:red"))):
+            v = part.loc[part["y_true"] == k, col].to_numpy(float)
+            ax.hist(v, bins=bins, alpha=0.55, color=colour, label=f"{name} (n={len(v)}, mean {np.nanmean(v):.3g})")
+        if f == "asff_code":
+            ax.axvline(1024, ls="--", color="grey", lw=1)
+        ax.set_xlabel(label, fontsize=9)
+        ax.set_ylabel("test images")
+        ax.set_title(f, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- the reproduction register
+def plot_register(register: pd.DataFrame, axes=None, profiles: Sequence[str] = ("ci", "full")):
+    """Chapter 09: the paper's values against our intervals, one line per claim that has a number
+    on both sides.
+
+    Top: levels (accuracies, AUCs, table cells; percent, AUCs × 100); bottom: gains (percentage
+    points; the dotted line is no gain). The paper's value is a diamond; each profile's measurement a dot with its 95 %
+    interval (``ci`` blue, ``full`` orange); the verdict is written at the right. Claims without any
+    measurement are listed with "not measured".
+
+    Args:
+        register: ``claims_register`` output of :mod:`skinlesion_utils.studies.ch09_audit` (or
+            ``claims.csv`` read back with its ``read_register``).
+        axes: two matplotlib axes, levels then gains (default: a new figure).
+        profiles: the profiles whose ``<profile>_value/_low/_high`` columns are drawn (chapter
+            09's ``PROFILES_READ``).
+
+    Returns:
+        the matplotlib Figure.
+    """
+    numeric = register[register["unit"].isin(["%", "fraction"]) & (register["paper"].map(_is_number))]
+    gains = numeric[numeric.index.str.startswith("gain.")]
+    levels = numeric.drop(index=gains.index)
+    if axes is None:
+        fig, axes = plt.subplots(2, 1, figsize=(9, 0.42 * (len(levels) + len(gains)) + 2.6),
+                                 gridspec_kw={"height_ratios": [max(len(levels), 1), max(len(gains), 1)]})
+    else:
+        fig = axes[0].figure
+    colours = {"ci": "tab:blue", "full": "tab:orange"}
+    for ax, part, xlabel in ((axes[0], levels, "percent (AUC × 100)"), (axes[1], gains, "percentage points")):
+        ys = np.arange(len(part))[::-1]
+        for y, (cid, r) in zip(ys, part.iterrows()):
+            scale = 100.0 if r["unit"] == "fraction" else 1.0
+            ax.plot(paper.parse_number(r["paper"]) * scale, y, "D", color="tab:red", ms=6,
+                    label="paper" if y == ys[0] else None)
+            for k, prof in enumerate(profiles):
+                v = r.get(f"{prof}_value")
+                if v is None or pd.isna(v):
+                    continue
+                off = 0.15 * (k - 0.5)
+                lo, hi = r.get(f"{prof}_low"), r.get(f"{prof}_high")
+                if lo is not None and hi is not None and not (pd.isna(lo) or pd.isna(hi)):
+                    ax.plot([lo * scale, hi * scale], [y + off, y + off], "-", color=colours[prof], lw=2)
+                ax.plot(v * scale, y + off, "o", color=colours[prof], ms=4, label=f"ours ({prof}), 95 % CI")
+            ax.annotate(r["verdict"], xy=(1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+        ax.set_yticks(ys, list(part.index) if len(part) else [])
+        ax.set_xlabel(xlabel)
+        ax.margins(x=0.08)
+        if ax is axes[1]:
+            ax.axvline(0, color="grey", lw=1, ls=":")  # no gain
+        ax.grid(axis="x", alpha=0.3)
+        if len(part):
+            ax.set_ylim(-0.7, len(part) - 0.3)
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    axes[0].set_title("levels: the paper's value and our 95 % intervals")
+    axes[1].set_title("gains over ResNet-50")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, frameon=False)
+    return fig
+
+
+def _is_number(text) -> bool:
+    try:
+        paper.parse_number(str(text))
+        return True
+    except ValueError:
+        return False

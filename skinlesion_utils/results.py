@@ -10,6 +10,11 @@
   else ``./results``. A chapter's numbers live in ``<root>/<profile>/<chapter>/``.
 * :func:`write_results` / :func:`read_results` — a chapter's tables (CSV) and numbers (JSON).
 * :func:`git_commit`, :func:`device_name` — provenance written beside results.
+* Chapter results with provenance (chapters 02 and 06; read by 09): :func:`save` writes a
+  chapter's tables with a ``meta.json`` holding its settings and :func:`provenance` (device,
+  date, commit); :func:`load` reads them back; :func:`stored` / :func:`other_profiles` list what
+  other profiles wrote (a ``full`` file appears only when a real GPU run produced it), named by
+  :func:`provenance_line`; :func:`gpu_reference` reads ``full/gpu-bench/reference.json``.
 """
 from __future__ import annotations
 
@@ -19,10 +24,16 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Iterator
 
 import numpy as np
+
+from . import __version__
+from .profiles import PROFILES
+from .profiles import profile as get_profile
 
 ENV_RESULTS = "SKINLESION_RESULTS"
 TEMP_SUFFIX = ".tmp"
@@ -79,13 +90,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def json_default(obj):
-    """``json.dumps`` fallback: numpy scalars → Python numbers, arrays/sets/tuples → lists,
-    paths → strings; anything else is a ``TypeError`` (never a silent ``str``)."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (np.ndarray,)):
+    """``json.dumps`` fallback: numpy arrays → lists, numpy/torch scalars → Python numbers,
+    sets → lists, paths → strings; anything else is a ``TypeError`` (never a silent ``str``)."""
+    if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, (set, tuple)):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     if isinstance(obj, Path):
         return str(obj)
@@ -148,7 +159,8 @@ def results_root(root: str | os.PathLike | None = None) -> Path:
         root: a book root to use instead of the search (its ``results/``).
 
     Order: ``root/results`` when ``root`` is given; else ``$SKINLESION_RESULTS``; else
-    ``results/`` of the book found upwards from the working directory; else ``./results``.
+    ``results/`` of the book found upwards from the working directory; else that of the
+    checkout the package runs from; else ``./results`` (a pip-installed package on Colab).
     """
     if root is not None:
         return Path(root) / "results"
@@ -156,6 +168,8 @@ def results_root(root: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser().resolve()
     book = project_root()
+    if book is None:  # not run from inside the book: the checkout the package runs from, if any
+        book = project_root(Path(__file__).resolve().parent)
     return (book if book is not None else Path.cwd()) / "results"
 
 
@@ -256,3 +270,146 @@ def device_name(device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# ------------------------------------------------------------ chapter results with provenance
+
+
+def provenance() -> dict:
+    """Where and when numbers were produced: device name, date (UTC), commit, versions, threads."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+        dtype = "cuda"
+    else:
+        device = f"{device_name('cpu')} ({torch.get_num_threads()} threads)"
+        dtype = "cpu"
+    return {"device": device, "device_type": dtype,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(), "torch": torch.__version__, "python": platform.python_version(),
+            "package_version": __version__}
+
+
+def save(chapter: str, tables: Mapping, meta: Mapping | None = None, profile=None,
+         root: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write a chapter's tables as CSV and one ``meta.json`` with settings + provenance.
+
+    Args:
+        chapter: chapter stem (``"02_baselines"``).
+        tables: ``{name: DataFrame}`` → ``<results_dir>/<name>.csv`` (with the index).
+        meta: extra JSON-ready facts (settings, timings); :func:`provenance` is added as
+            ``meta["provenance"]``, the profile name as ``meta["profile"]`` and the table names as
+            ``meta["tables"]``.
+        profile, root: as :func:`results_dir` (``profile``: a ``Profile`` or a profile name).
+
+    Returns:
+        ``{name: path}`` of every file written (``"meta"`` included).
+    """
+    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    m = dict(meta or {})
+    m.update(profile=prof.name, provenance=provenance(), tables=sorted(tables))
+    files = dict(tables)
+    files["meta"] = m
+    return write_results(chapter, files, profile=prof, root=root)
+
+
+def load(chapter: str, name: str, profile=None, root: str | os.PathLike | None = None,
+         index: Sequence[str] | None = None):
+    """Read back a table (``name``: a DataFrame) or the meta dict (``"meta"``) that :func:`save` wrote.
+
+    Args:
+        chapter, name, profile, root: as :func:`save`.
+        index: columns to make the index again (a CSV keeps only the first index column as the
+            index; pass e.g. ``["fusion", "metric"]`` to restore a two-level index).
+    """
+    import pandas as pd
+
+    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    out = read_results(chapter, name, profile=prof, root=root)
+    if index is not None and isinstance(out, pd.DataFrame):
+        out = out.reset_index().set_index(list(index))
+    return out
+
+
+def stored(chapter: str, name: str, exclude: str | None = None, root: str | os.PathLike | None = None) -> dict:
+    """Every profile's stored copy of a chapter's table, with its meta (provenance).
+
+    Args:
+        chapter, name: as :func:`save`.
+        exclude: a profile name to leave out (the one the page is running under).
+        root: as :func:`results_dir`.
+
+    Returns:
+        ``{profile name: (table, meta)}`` (a DataFrame and a dict) for each
+        ``<results_root>/<profile>/<chapter>/<name>.csv`` that exists next to a ``meta.json``.
+        Nothing is returned for a profile that has no file — a ``full`` table appears only when
+        a real GPU run wrote it.
+    """
+    import pandas as pd
+
+    out = {}
+    for pname in PROFILES:
+        if pname == exclude:
+            continue
+        folder = results_dir(chapter, pname, root)
+        if (folder / f"{name}.csv").is_file() and (folder / "meta.json").is_file():
+            table = pd.read_csv(folder / f"{name}.csv", index_col=0)
+            out[pname] = (table, json.loads((folder / "meta.json").read_text()))
+    return out
+
+
+def other_profiles(chapter: str, name: str, exclude: str, summarise: Callable,
+                   root: str | os.PathLike | None = None) -> list[tuple]:
+    """What chapters 02 and 06 show beside their own results: every *other* profile's stored
+    copy of a table (a ``full`` one only when a GPU run wrote it), as ``(provenance line,
+    summarise(table))`` — the line names the profile, device, date and commit.
+
+    Args:
+        chapter, name, exclude, root: as :func:`stored`.
+        summarise: turns the stored table (a DataFrame) into what the page displays (chapter 02's
+            ``baseline_summary``, chapter 06's ``ablation_summary``).
+    """
+    return [(f"{pname}: {provenance_line(meta)}", summarise(table))
+            for pname, (table, meta) in stored(chapter, name, exclude=exclude, root=root).items()]
+
+
+def provenance_line(meta: Mapping) -> str:
+    """One line naming where stored numbers come from: ``profile · device · date · commit``."""
+    p = meta.get("provenance", meta)
+    commit = (p.get("commit") or "unknown commit")[:10]
+    return (f"profile '{meta.get('profile', '?')}' · {p.get('device', 'unknown device')} · "
+            f"{p.get('date', 'unknown date')} · commit {commit}")
+
+
+#: Where ``python -m skinlesion_utils gpu-bench`` writes its reference run (under the ``full`` profile).
+GPU_BENCH_CHAPTER = "gpu-bench"
+
+
+def gpu_reference(root: str | os.PathLike | None = None) -> dict | None:
+    """``<results_root>/full/gpu-bench/reference.json`` (from the GPU benchmark), or ``None``
+    when no GPU run has written it (chapters 02 and 06 show it beside their own numbers).
+
+    Returns:
+        dict with ``provenance`` (device, date, commit), ``setup`` (image size, epochs, ...),
+        ``table`` (DataFrame: one row per model with accuracy and ROC AUC, their 95 % intervals and
+        the training seconds), ``paired`` (McNemar and AUC difference, ASFF vs ResNet-50) and
+        ``path`` (the file).
+    """
+    import pandas as pd
+
+    path = results_dir(GPU_BENCH_CHAPTER, "full", root) / "reference.json"
+    if not path.is_file():
+        return None
+    ref = json.loads(path.read_text())
+    rows = []
+    for model, r in ref.get("results", {}).items():
+        row = {"model": model, "epochs": r.get("epochs"), "train_seconds": r.get("train_seconds")}
+        for m in ("accuracy", "roc_auc"):
+            row[m] = r["metrics"][m]
+            lo, hi = r.get("ci95", {}).get(m, [np.nan, np.nan])
+            row[f"{m}_low"], row[f"{m}_high"] = lo, hi
+        rows.append(row)
+    return {"provenance": ref.get("provenance", {}), "setup": ref.get("setup", {}),
+            "table": pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame(),
+            "paired": ref.get("paired", {}), "path": path}

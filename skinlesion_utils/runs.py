@@ -27,21 +27,28 @@ A run folder::
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
-import os
-import platform
-import subprocess
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import torch
 
-from . import __version__
+from . import __version__, paper
+from .data import ImageTensorStore, get_spec
+from .metrics import classification_report
+from .models import build_model
+from .profiles import PROFILES
 from .profiles import profile as get_profile
+from .results import device_name, git_commit, json_default, write_csv, write_text
+from .splits import stratified_subset, train_val_split
+from .train import Recipe, fit, get_recipe, load_checkpoint, make_model_spec, predict, released_optimizer_state
+from .train import save_checkpoint, seed_everything
 
 RESULTS_FILE = "results.json"
 
@@ -56,8 +63,6 @@ def _freeze(value):
 
 
 def _manifest_hash(dataset: str) -> str:
-    from .data import get_spec
-
     return get_spec(dataset).manifest_hash()[:16]
 
 
@@ -89,9 +94,9 @@ class RunConfig:
     model_kwargs: Any = ()
     profile: str = "ci"
     recipe: str = "fast"
-    epochs: int = 12
-    image_size: int = 64
-    batch_size: int = 64
+    epochs: int = PROFILES["ci"]["epochs"]  # the defaults are the ci profile's (from_profile sets them)
+    image_size: int = PROFILES["ci"]["image_size"]
+    batch_size: int = PROFILES["ci"]["batch_size"]
     seed: int = 0
     lr: float | None = None
     augment: Any = None
@@ -182,15 +187,11 @@ class Run:
     @property
     def history(self) -> "pd.DataFrame":  # noqa: F821
         """One row per epoch: epoch, train_loss, train_acc, val_loss, val_acc, val_auc, lr, seconds."""
-        import pandas as pd
-
         return pd.read_csv(self.dir / "history.csv")
 
     @property
     def predictions(self) -> "pd.DataFrame":  # noqa: F821
         """Test-set predictions: columns ``id``, ``y_true`` (0/1), ``y_score`` (P(malignant))."""
-        import pandas as pd
-
         return pd.read_csv(self.dir / "predictions.csv")
 
     def checkpoint(self, which: str = "last") -> Path:
@@ -202,8 +203,6 @@ class Run:
     def load_model(self, which: str = "last", model_fn: Callable[[RunConfig], torch.nn.Module] | None = None,
                    device: str = "cpu") -> torch.nn.Module:
         """The trained model in eval mode (built from the config, weights from the checkpoint)."""
-        from .train import load_checkpoint, make_model_spec
-
         cfg = self.config
         model = model_fn(cfg) if model_fn is not None else _build(cfg)
         spec = make_model_spec(cfg.model, cfg.kwargs, image_size=cfg.image_size)
@@ -212,20 +211,7 @@ class Run:
 
 
 def _build(cfg: RunConfig) -> torch.nn.Module:
-    from .models import build_model
-
     return build_model(cfg.model, num_classes=2, pretrained=cfg.pretrained, **cfg.kwargs)
-
-
-def git_commit(path: Path | None = None) -> str | None:
-    """The checkout's HEAD commit (40 hex), or ``None`` outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path or Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and len(commit) == 40 else None
 
 
 def run_dir(config: RunConfig, cache_dir: str | Path | None = None) -> Path:
@@ -259,6 +245,59 @@ def get_or_train(
     return train_into(config, run_dir(config, cache_dir), resume=not retrain, progress=progress, model_fn=model_fn)
 
 
+def resolved_recipe(config: RunConfig) -> Recipe:
+    """The recipe ``config`` trains with, resolved for its model: the ``paper`` recipe takes the
+    model's optimizer and learning rate from ``paper.recipe_table()``; others are as named."""
+    return get_recipe(config.recipe).for_model(config.model, paper.recipe_table())
+
+
+def _finished_run(config: RunConfig, folder: Path) -> Run:
+    run = Run(folder)
+    if run.config != config:
+        raise RuntimeError(
+            f"{folder} holds a finished run of another config: {run.config} vs {config}. "
+            f"Fix: use another folder, or delete {folder} and train again."
+        )
+    return run
+
+
+def _training_stores(config: RunConfig, progress: bool):
+    """The (train, validation) stores of ``config``: its training split (or subset), with the
+    stratified validation part carved off by ``split_seed``."""
+    full = ImageTensorStore.from_dataset(config.dataset, split="train", resolution=config.image_size, progress=progress)
+    if config.train_subset is not None:
+        full = full.subset(list(config.train_subset))
+    return train_val_split(full, config.val_fraction, seed=config.split_seed)
+
+
+def _results_record(config, spec, stores, report, last_val, result, timing) -> dict:
+    """The ``results.json`` of a finished run (see the module docstring)."""
+    train_store, val_store, test = stores
+    return {
+        "key": config.key(),
+        "config": config.to_dict(),
+        "resolved": {
+            "recipe": resolved_recipe(config).to_dict(),
+            "model_spec": spec,
+            "n_train": len(train_store), "n_val": len(val_store), "n_test": len(test),
+            "evaluated_checkpoint": "last",
+        },
+        "metrics": {
+            "test": report,
+            "val": {k: last_val.get(k) for k in ("val_loss", "val_acc", "val_auc")},
+        },
+        "timing": timing,
+        "device": result.device,
+        "device_name": device_name(result.device),
+        "amp": result.amp,
+        "torch_threads": torch.get_num_threads(),
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 def train_into(
     config: RunConfig,
     folder: str | Path,
@@ -271,35 +310,24 @@ def train_into(
     uses the cache folder). A finished run there is returned as is; with ``resume`` a
     half-finished one continues from ``last.pt``, without it the folder's run starts over.
 
+    Steps: write ``config.json``; build the stores; seed and build the model; ``train.fit``
+    (resuming); predict the test split with the final weights; write ``predictions.csv``, then
+    ``results.json`` (last: it marks the run finished).
+
     Raises:
         RuntimeError: ``folder`` holds a finished run of another config.
     """
-    from .data import ImageTensorStore
-    from .metrics import classification_report
-    from .splits import train_val_split
-    from .train import _atomic_write_text, fit, make_model_spec, predict, seed_everything
-
     folder = Path(folder)
     if (folder / RESULTS_FILE).is_file() and resume:
-        run = Run(folder)
-        if run.config != config:
-            raise RuntimeError(
-                f"{folder} holds a finished run of another config: {run.config} vs {config}. "
-                f"Fix: use another folder, or delete {folder} and train again."
-            )
-        return run
+        return _finished_run(config, folder)
     if not resume:
         for name in (RESULTS_FILE, "last.pt", "best.pt"):
             (folder / name).unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
+    write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
 
     prof = get_profile(config.profile)
     t_start = time.perf_counter()
-    full = ImageTensorStore.from_dataset(config.dataset, split="train", resolution=config.image_size, progress=progress)
-    if config.train_subset is not None:
-        full = full.subset(list(config.train_subset))
-    train_store, val_store = train_val_split(full, config.val_fraction, seed=config.split_seed)
+    train_store, val_store = _training_stores(config, progress)
     seed_everything(config.seed)
     model = model_fn(config) if model_fn is not None else _build(config)
     spec = make_model_spec(config.model, config.kwargs, image_size=config.image_size)
@@ -307,53 +335,29 @@ def train_into(
     if (folder / "last.pt").is_file():
         already = int(torch.load(folder / "last.pt", weights_only=True, map_location="cpu")["epoch"])
     result = fit(
-        model, train_store, val_store, recipe=config.recipe, epochs=config.epochs, batch_size=config.batch_size,
-        seed=config.seed, out_dir=folder, resume=True, device=prof.device, lr=config.lr,
-        augment=None if config.augment is None else dict(config.augment), progress=progress, model_spec=spec,
+        model, train_store, val_store, recipe=resolved_recipe(config), epochs=config.epochs,
+        batch_size=config.batch_size, seed=config.seed, out_dir=folder, resume=True, device=prof.device,
+        lr=config.lr, augment=None if config.augment is None else dict(config.augment), progress=progress,
+        model_spec=spec,
     )
     test = ImageTensorStore.from_dataset(config.dataset, split="test", resolution=config.image_size, progress=progress)
     t_eval = time.perf_counter()
     y_true, y_score, ids = predict(model, test, batch_size=256, device=prof.device)
     eval_seconds = time.perf_counter() - t_eval
-    import pandas as pd
-
-    pd.DataFrame({"id": ids, "y_true": y_true, "y_score": y_score}).to_csv(folder / "predictions.csv", index=False)
-    report = classification_report(y_true, y_score)
-    from .train import get_recipe
-
-    last_val = result.history.iloc[-1].to_dict() if len(result.history) else {}
-    results = {
-        "key": config.key(),
-        "config": config.to_dict(),
-        "resolved": {
-            "recipe": get_recipe(config.recipe).for_model(config.model).to_dict(),
-            "model_spec": spec,
-            "n_train": len(train_store), "n_val": len(val_store), "n_test": len(test),
-            "evaluated_checkpoint": "last",
-        },
-        "metrics": {
-            "test": report,
-            "val": {k: last_val.get(k) for k in ("val_loss", "val_acc", "val_auc")},
-        },
-        "timing": {
-            "train_seconds": result.train_seconds,
-            "eval_seconds": eval_seconds,
-            "session_seconds": time.perf_counter() - t_start,
-            "epochs": config.epochs,
-            "resumed_from_epoch": already,
-            "train_images_per_second": (len(train_store) * config.epochs / result.train_seconds
-                                        if result.train_seconds else None),
-        },
-        "device": result.device,
-        "device_name": _device_name(result.device),
-        "amp": result.amp,
-        "torch_threads": torch.get_num_threads(),
-        "package_version": __version__,
-        "torch_version": torch.__version__,
-        "git_commit": git_commit(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    write_csv(folder / "predictions.csv", pd.DataFrame({"id": ids, "y_true": y_true, "y_score": y_score}))
+    timing = {
+        "train_seconds": result.train_seconds,
+        "eval_seconds": eval_seconds,
+        "session_seconds": time.perf_counter() - t_start,
+        "epochs": config.epochs,
+        "resumed_from_epoch": already,
+        "train_images_per_second": (len(train_store) * config.epochs / result.train_seconds
+                                    if result.train_seconds else None),
     }
-    _atomic_write_text(folder / RESULTS_FILE, json.dumps(results, indent=1, default=_json_default))
+    last_val = result.history.iloc[-1].to_dict() if len(result.history) else {}
+    record = _results_record(config, spec, (train_store, val_store, test), classification_report(y_true, y_score),
+                             last_val, result, timing)
+    write_text(folder / RESULTS_FILE, json.dumps(record, indent=1, default=json_default))
     return Run(folder)
 
 
@@ -374,8 +378,6 @@ def release_optimizer_state(checkpoint: Path) -> int:
     Returns:
         The bytes saved (0 when there was nothing to release).
     """
-    from .train import _atomic_save, released_optimizer_state
-
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         return 0
@@ -385,28 +387,8 @@ def release_optimizer_state(checkpoint: Path) -> int:
         return 0
     before = checkpoint.stat().st_size
     ckpt["optimizer"] = released_optimizer_state(opt)
-    _atomic_save(ckpt, checkpoint)
+    save_checkpoint(ckpt, checkpoint)
     return before - checkpoint.stat().st_size
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ------------------------------------------------------------------ the book's shared configs
@@ -426,8 +408,6 @@ def ablation_config(fusion: str, seed: int, profile=None, **overrides) -> RunCon
     at the profile's many-model budget (``bench_image_size``, ``bench_epochs``, and
     ``bench_train_images``: a fixed class-stratified subset of the training split, seed 0, the
     same for every model and seed)."""
-    from .splits import stratified_subset
-
     prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
     base = dict(image_size=prof.bench_image_size, epochs=prof.bench_epochs, seed=seed)
     dataset = overrides.get("dataset", RunConfig.dataset)
@@ -435,6 +415,97 @@ def ablation_config(fusion: str, seed: int, profile=None, **overrides) -> RunCon
         base["train_subset"] = stratified_subset(dataset, "train", prof.bench_train_images, seed=0)
     base.update(overrides)
     return RunConfig.from_profile("asff_resnet50", {"fusion": fusion}, profile=prof, **base)
+
+
+def baseline_config(model: str, profile=None, seed: int | None = None, **overrides) -> RunConfig:
+    """The benchmark config of one baseline (chapter 02): the ablation's protocol, another model.
+
+    Built from :func:`ablation_config` with only the model swapped, so every baseline and every
+    fusion variant of chapter 06 is trained under one protocol by construction: the profile's
+    ``bench_image_size`` and ``bench_epochs``, its batch size, recipe (``"fast"``),
+    ``pretrained`` flag, training data and validation split.
+
+    Args:
+        model: a name of chapter 02's ``BASELINES`` (any ``build_model`` name works).
+        profile: a ``Profile`` or profile name (default: the active one).
+        seed: training seed (default: the profile's first seed).
+        **overrides: any :class:`RunConfig` field, e.g. ``recipe="paper"`` for the paper's
+            optimizer and learning rate.
+    """
+    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    protocol = ablation_config("none", prof.seeds[0] if seed is None else seed, profile=prof)
+    return replace(protocol, model=model, model_kwargs={}, **overrides)
+
+
+def settings_table(configs: dict[str, RunConfig]) -> pd.DataFrame:
+    """What was trained, one row per config: exactly the settings a page must state (chapters 02, 06).
+
+    Args:
+        configs: ``{label: RunConfig}``.
+
+    Returns:
+        DataFrame indexed by label with ``model``, ``kwargs``, ``recipe``, ``optimizer``, ``lr``
+        (peak), ``epochs``, ``image_size`` (px), ``batch_size``, ``train_images`` (the subset, or
+        all), ``pretrained``, ``seed``.
+    """
+    rows = []
+    for label, cfg in configs.items():
+        rec = resolved_recipe(cfg)
+        rows.append({
+            "label": label, "model": cfg.model, "kwargs": json.dumps(cfg.kwargs) if cfg.kwargs else "",
+            "recipe": cfg.recipe, "optimizer": rec.optimizer, "lr": cfg.lr if cfg.lr is not None else rec.lr,
+            "epochs": cfg.epochs, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
+            "train_images": "all" if cfg.train_subset is None else len(cfg.train_subset),
+            "pretrained": cfg.pretrained, "seed": cfg.seed,
+        })
+    return pd.DataFrame(rows).set_index("label")
+
+
+def train_all(configs: dict, cache_dir=None, progress: bool = False, model_fn: Callable | None = None,
+              verbose: bool = True) -> dict:
+    """:func:`get_or_train` every config of a grid (chapters 02 and 06), one after the other.
+
+    Args:
+        configs: ``{label: RunConfig}``.
+        cache_dir, progress, model_fn: as :func:`get_or_train`.
+        verbose: print one line per run: its test accuracy and AUC, and whether it was trained
+            (in how many seconds) or loaded from the run cache.
+
+    Returns:
+        ``{label: Run}`` in the order of ``configs``.
+    """
+    out = {}
+    for label, cfg in configs.items():
+        cached = (run_dir(cfg, cache_dir) / RESULTS_FILE).is_file()
+        out[label] = get_or_train(cfg, cache_dir=cache_dir, progress=progress, model_fn=model_fn)
+        gc.collect()  # free the previous model's weights and optimizer state before the next one
+        if verbose:
+            m, t = out[label].metrics, out[label].results["timing"]
+            how = "loaded from the run cache" if cached else f"trained in {t['train_seconds']:.0f} s"
+            print(f"{label:>24s}: accuracy {m['accuracy']:.3f}, ROC AUC {m['roc_auc']:.3f} ({how})", flush=True)
+    return out
+
+
+def long_predictions(runs: dict, key_cols: Callable[[Any], dict]) -> pd.DataFrame:
+    """Every run's test predictions in one long table (the ``predictions.csv`` of chapters 02, 06).
+
+    Args:
+        runs: ``{label: Run}``.
+        key_cols: ``label -> {column: value}``, the key columns put first (in reverse order of
+            the dict: each is inserted at position 0), e.g. ``lambda label: {"model": label}``.
+
+    Returns:
+        DataFrame with the key columns, ``id``, ``y_true``, ``y_score`` (rounded to 6 decimals).
+    """
+    parts = []
+    for label, run in runs.items():
+        p = run.predictions
+        for k, v in key_cols(label).items():
+            p.insert(0, k, v)
+        parts.append(p)
+    out = pd.concat(parts, ignore_index=True)
+    out["y_score"] = out["y_score"].round(6)
+    return out
 
 
 # ------------------------------------------------------------------ chapter 05 additions
@@ -460,9 +531,6 @@ def validation_split(run: "Run | RunConfig"):
     Raises:
         RuntimeError: the rebuilt split does not have the run's recorded sizes.
     """
-    from .data import ImageTensorStore
-    from .splits import train_val_split
-
     cfg = run.config if isinstance(run, Run) else run
     full = ImageTensorStore.from_dataset(cfg.dataset, split="train", resolution=cfg.image_size, progress=False)
     if cfg.train_subset is not None:
@@ -498,85 +566,7 @@ def validation_predictions(run: Run, which: str = "last", *, batch_size: int = 2
         DataFrame with ``id`` (e.g. ``train/benign/12.jpg``), ``y_true`` (0/1) and ``y_score``
         (P(malignant), float in [0, 1]), one row per validation image.
     """
-    import pandas as pd
-
-    from .train import predict
-
     _, val_store = validation_split(run)
     model = run.load_model(which, model_fn=model_fn, device="cpu" if device == "auto" else device)
     y_true, y_score, ids = predict(model, val_store, batch_size=batch_size, device=device)
     return pd.DataFrame({"id": ids, "y_true": y_true, "y_score": y_score})
-
-
-def _project_root(start: Path | None = None) -> Path:
-    """The book's root (the nearest folder up from ``start``/cwd holding ``_toc.yml``), else cwd."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").is_file():
-            return folder
-    return here
-
-
-def results_dir(chapter: str, profile=None, root: str | Path | None = None) -> Path:
-    """``<root>/results/<profile name>/<chapter>`` — where a chapter's numbers are written.
-
-    Args:
-        chapter: chapter stem, e.g. ``"05_evaluation"``.
-        profile: a profile name or ``Profile`` (default: the active one).
-        root: the book's root (default: found upwards from the working directory by ``_toc.yml``).
-    """
-    name = profile.name if profile is not None and not isinstance(profile, str) else get_profile(profile).name
-    base = Path(root) if root is not None else _project_root()
-    return base / "results" / name / chapter
-
-
-def write_results(chapter: str, files: dict, profile=None, root: str | Path | None = None) -> dict[str, Path]:
-    """Write a chapter's numbers for later chapters (e.g. chapter 09's audit) and the page's tables.
-
-    Args:
-        chapter: chapter stem, e.g. ``"05_evaluation"``.
-        files: ``{name: content}``; a ``pandas.DataFrame`` is written as ``<name>.csv`` (with its
-            index), anything else (a dict of numbers and strings) as ``<name>.json``.
-        profile, root: as :func:`results_dir`.
-
-    Returns:
-        ``{name: path written}``. Floats are written with full precision; numpy scalars become
-        plain numbers.
-    """
-    import pandas as pd
-
-    from .train import _atomic_write_text
-
-    folder = results_dir(chapter, profile, root)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, content in files.items():
-        if isinstance(content, pd.DataFrame):
-            path = folder / f"{name}.csv"
-            _atomic_write_text(path, content.to_csv())
-        else:
-            path = folder / f"{name}.json"
-            _atomic_write_text(path, json.dumps(content, indent=1, default=_json_default) + "\n")
-        written[name] = path
-    return written
-
-
-def read_results(chapter: str, name: str, profile=None, root: str | Path | None = None, **read_csv):
-    """Read back what :func:`write_results` wrote: a DataFrame (``.csv``, first column as index)
-    or a dict (``.json``). ``read_csv`` goes to ``pandas.read_csv`` (e.g. ``dtype={"printed": str}``
-    keeps a printed ``"93.10"`` as text).
-
-    Raises:
-        FileNotFoundError: neither file exists; the message names the chapter to run first.
-    """
-    import pandas as pd
-
-    folder = results_dir(chapter, profile, root)
-    if (folder / f"{name}.csv").is_file():
-        return pd.read_csv(folder / f"{name}.csv", index_col=0, **read_csv)
-    if (folder / f"{name}.json").is_file():
-        return json.loads((folder / f"{name}.json").read_text())
-    raise FileNotFoundError(
-        f"no results {name!r} of chapter {chapter} in {folder} (looked for {name}.csv and {name}.json). "
-        f"Fix: execute chapters/{chapter}.ipynb under this profile first."
-    )

@@ -7,11 +7,14 @@
 * :func:`train_val_split` — the validation split carved from the training store (every run).
 * :func:`grouped_split`, :func:`balanced_sample`, :func:`patient_overlap` — splits that keep a
   patient (or a near-duplicate cluster) on one side, and the check that they did (chapter 01).
+* :func:`external_split` — which split of the released external set (``data3/train`` or
+  ``data3/test``) an external image comes from (chapter 08).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -272,3 +275,25 @@ def patient_overlap(train_df: pd.DataFrame, test_df: pd.DataFrame, group_col: st
 
 
 # ----------------------------------------------------------------------------- data sets, copies
+
+
+def external_split(ids: Sequence[str]) -> pd.Series:
+    """Which split of the released external set (the repository's ``data3/train`` or
+    ``data3/test``) each external image belongs to (chapter 08).
+
+    Ids of the full set (``test/benign/ISIC_0000064.jpg``) carry it; ids of the course sample
+    (``benign/ISIC_0000014.jpg``) are looked up by file name in the full set's manifest.
+
+    Returns:
+        Series of ``"train"`` / ``"test"`` (``""`` where the name is not in the full set),
+        indexed by id.
+    """
+    by_name = {}
+    for rel in get_spec("isic2019_external").manifest_entries():
+        parts = PurePosixPath(rel).parts
+        by_name[parts[-1]] = parts[0]
+    out = []
+    for i in map(str, ids):
+        parts = PurePosixPath(i).parts
+        out.append(parts[0] if parts[0] in ("train", "test") else by_name.get(parts[-1], ""))
+    return pd.Series(out, index=pd.Index(list(map(str, ids)), name="id"), name="data3_split")

@@ -31,23 +31,29 @@ run is deterministic: same config and thread count → identical weights.
 """
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
 
 from .augment import PAPER_AUGMENT, AugmentConfig, as_augment, augment_batch
-from .profiles import resolve_device
+from .models import build_model
+from .profiles import PROFILES, resolve_device
+from .results import atomic_open, write_text
 
 #: ImageNet channel statistics (RGB, for images scaled to [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -102,19 +108,17 @@ class Recipe:
     grad_clip: float | None = None
     per_model: bool = False
 
-    def for_model(self, model_name: str | None) -> "Recipe":
-        """This recipe with the paper's per-model optimizer and learning rate, when it has them."""
-        if not self.per_model or not model_name:
+    def for_model(self, model_name: str | None, table: Mapping[str, Mapping] | None) -> "Recipe":
+        """This recipe with a per-model optimizer and learning rate, when it takes them
+        (``per_model``) and ``table`` (model name → ``{"optimizer", "lr"}``; the ``paper``
+        recipe's is ``paper.recipe_table()``, passed in by ``runs``) lists the model."""
+        if not self.per_model or not model_name or not table:
             return self
-        from .paper import recipe_table
-
-        row = recipe_table().get(model_name)
+        row = table.get(model_name)
         if not row:
             return self
         opt = str(row.get("optimizer", self.optimizer)).lower()
         lr = float(row.get("lr", self.lr))
-        from dataclasses import replace
-
         return replace(self, optimizer=opt, lr=lr)
 
     def to_dict(self) -> dict:
@@ -168,8 +172,8 @@ RECIPES: dict[str, Recipe] = {
         schedule="onecycle",
         warmup_fraction=0.25,
         label_smoothing=0.1,
-        epochs=12,
-        batch_size=64,
+        epochs=PROFILES["ci"]["epochs"],  # made for the ci budget: its defaults are the ci profile's
+        batch_size=PROFILES["ci"]["batch_size"],
         augment=AugmentConfig(hflip=0.5, vflip=0.5, shift=0.1),
         grad_clip=None,
     ),
@@ -259,11 +263,21 @@ class _Cycle:
 # ------------------------------------------------------------------------- small helpers
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and all GPUs) — call it before building a model."""
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (CPU and all GPUs) — call it before building a model.
+
+    Args:
+        seed: the one seed (numpy takes it modulo 2**32).
+        deterministic: also ask torch for deterministic kernels (warning where one has none)
+            and switch off cuDNN's autotuner: what every chapter header does on a CPU.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if torch.backends.cudnn.is_available():
+            torch.backends.cudnn.benchmark = False
 
 
 def cpu_has_native_bf16() -> bool:
@@ -303,8 +317,6 @@ def resolve_amp(amp: str | bool | None, device: torch.device) -> torch.dtype | N
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     """Autocast context for ``dtype`` on ``device``; a no-op for fp32 (``dtype=None``)."""
-    import contextlib
-
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
@@ -363,26 +375,11 @@ def _set_rng_state(state: dict, data_gen: torch.Generator, aug_gen: torch.Genera
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to ``path`` atomically: a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def save_checkpoint(obj: dict, path: str | Path) -> Path:
+    """``torch.save`` a checkpoint to ``path`` atomically (``results.atomic_open``)."""
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def released_optimizer_state(state: dict) -> dict:
@@ -414,7 +411,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     model = getattr(model, "_orig_mod", model)  # torch.compile
     return getattr(model, "module", model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -423,15 +420,15 @@ def _load_weights(model: nn.Module, state: dict, ckpt_spec: dict | None, model_s
     """model.load_state_dict(state) with one clear error when the architectures differ."""
     ckpt_name = (ckpt_spec or {}).get("name", "?")
     ckpt_kw = (ckpt_spec or {}).get("kwargs", {})
-    mine = f"a {type(_unwrap(model)).__name__}"
+    mine = f"a {type(unwrap_model(model)).__name__}"
     if model_spec:
         kw = model_spec.get("kwargs") or {}
-        mine = f"'{model_spec.get('name')}'" + (f" {kw}" if kw else "") + f" ({type(_unwrap(model)).__name__})"
+        mine = f"'{model_spec.get('name')}'" + (f" {kw}" if kw else "") + f" ({type(unwrap_model(model)).__name__})"
     if model_spec and ckpt_spec and (model_spec.get("name"), model_spec.get("kwargs") or {}) != (ckpt_name, ckpt_kw or {}):
         reason = "the model specs differ"
     else:
         try:
-            _unwrap(model).load_state_dict(state)
+            unwrap_model(model).load_state_dict(state)
             return
         except RuntimeError as exc:
             first = str(exc).splitlines()
@@ -464,8 +461,6 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *, model_s
     ckpt = read_checkpoint(path, map_location)
     spec = ckpt.get("spec") or {}
     if model is None:
-        from .models import build_model
-
         model = build_model(spec["name"], num_classes=spec.get("num_classes", 2), pretrained=False,
                             **(spec.get("kwargs") or {}))
     _load_weights(model, ckpt["model"], spec, model_spec, path)
@@ -507,8 +502,6 @@ def _dist_info() -> tuple[int, int, int]:
 
 
 def _ensure_process_group(device: torch.device) -> None:
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
@@ -517,8 +510,6 @@ def _ensure_process_group(device: torch.device) -> None:
 def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
               amp_dtype, channels_last: bool) -> tuple[torch.Tensor, float, float, float]:
     """Logits float32 [N,2] on CPU, plus loss, accuracy and ROC AUC."""
-    from sklearn.metrics import roc_auc_score
-
     was_training = model.training
     model.eval()
     dev = images.device
@@ -539,6 +530,270 @@ def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batc
     score = logits.softmax(1)[:, 1].numpy()
     auc = roc_auc_score(y.numpy(), score) if len(np.unique(y.numpy())) == 2 else float("nan")
     return logits, loss, acc, float(auc)
+
+
+@dataclass
+class _Placement:
+    """Where this process trains: torchrun's rank and world size, and its device."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _place(device: str) -> _Placement:
+    """Resolve the device and join the process group under torchrun (one process: no group)."""
+    rank, world, local_rank = _dist_info()
+    dev = resolve_device(device)
+    if world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if world > 1:
+        _ensure_process_group(dev)
+    return _Placement(rank, world, local_rank, dev)
+
+
+@dataclass
+class _Plan:
+    """What one :func:`fit` call does, resolved once: recipe, budget, batching, precision."""
+
+    recipe: Recipe
+    spec: dict
+    epochs: int
+    batch_size: int
+    augment: AugmentConfig
+    lr: float
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    n: int
+    per_rank: int
+    rank_batch: int
+    steps_per_epoch: int
+    seed: int
+
+    def settings(self, world: int) -> dict:
+        """The run settings a checkpoint records; a resume must find the same."""
+        return {
+            "recipe": self.recipe.to_dict(), "epochs": self.epochs, "batch_size": self.batch_size,
+            "seed": self.seed, "lr": self.lr, "augment": self.augment.to_dict(), "world_size": world,
+            "n_train": self.n, "amp": _dtype_name(self.amp_dtype), "channels_last": bool(self.channels_last),
+        }
+
+
+def _plan(model, train_store, place: _Placement, *, recipe, epochs, batch_size, seed, amp, channels_last,
+          augment, lr, model_spec) -> _Plan:
+    """Resolve the recipe's defaults and the batching; check what can be checked before training."""
+    rec = get_recipe(recipe)
+    spec = dict(model_spec) if model_spec else make_model_spec(type(model).__name__)
+    if spec.get("image_size") is None:
+        spec["image_size"] = int(getattr(train_store, "resolution", train_store.images.shape[-1]))
+    epochs = int(epochs if epochs is not None else rec.epochs)
+    batch_size = int(batch_size if batch_size is not None else rec.batch_size)
+    if batch_size % place.world:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {place.world} processes. "
+                         f"Fix: use a multiple of {place.world}.")
+    n = len(train_store.labels)
+    if n < 2:
+        raise ValueError(f"The training store holds {n} image(s); at least 2 are needed.")
+    # Sharding: pad the permutation to a multiple of the world size (DistributedSampler style).
+    per_rank = math.ceil(n / place.world)
+    rank_batch = batch_size // place.world
+    steps = per_rank // rank_batch + (1 if per_rank % rank_batch >= 2 else 0)  # a lone sample would break BN
+    return _Plan(
+        recipe=rec, spec=spec, epochs=epochs, batch_size=batch_size,
+        augment=as_augment(augment) if augment is not None else rec.augment,
+        lr=float(lr if lr is not None else rec.lr), amp_dtype=resolve_amp(amp, place.device),
+        channels_last=channels_last, n=n, per_rank=per_rank, rank_batch=rank_batch,
+        steps_per_epoch=max(steps, 1), seed=seed,
+    )
+
+
+@dataclass
+class _LoopState:
+    """Everything a resume restores: optimizer, schedule, scaler, generators, history."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    data_gen: torch.Generator
+    aug_gen: torch.Generator
+    history: list = field(default_factory=list)
+    start_epoch: int = 0
+    best_auc: float = -math.inf
+
+
+def _fresh_state(model: nn.Module, plan: _Plan, place: _Placement) -> _LoopState:
+    optimizer = make_optimizer(model, plan.recipe, plan.lr)
+    return _LoopState(
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, plan.recipe, plan.steps_per_epoch * plan.epochs, plan.lr),
+        scaler=torch.amp.GradScaler(place.device.type, enabled=plan.amp_dtype is torch.float16),
+        data_gen=torch.Generator().manual_seed(plan.seed),
+        aug_gen=torch.Generator().manual_seed(plan.seed + 1_000_003 * (place.rank + 1)),
+    )
+
+
+def _resume(state: _LoopState, model: nn.Module, plan: _Plan, place: _Placement, out_dir: Path) -> None:
+    """Restore ``state`` and the weights from ``out_dir/last.pt``; its settings must match."""
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    ckpt = read_checkpoint(last_path)
+    _load_weights(model, ckpt["model"], ckpt.get("spec"), plan.spec, last_path)
+    now = plan.settings(place.world)
+    diff = {k: (ckpt["settings"].get(k), v) for k, v in now.items() if ckpt["settings"].get(k) != v}
+    if diff:
+        raise CheckpointError(
+            f"Cannot resume from {last_path}: it was trained with other settings "
+            + "; ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+            + ". Fix: call fit with the checkpoint's settings, or resume=False / a new out_dir."
+        )
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    state.scaler.load_state_dict(ckpt["scaler"])
+    _set_rng_state(ckpt["rng"][place.rank], state.data_gen, state.aug_gen)
+    state.history = list(ckpt["history"])
+    state.start_epoch = int(ckpt["epoch"])
+    state.best_auc = float(ckpt.get("best_val_auc", -math.inf))
+    if not best_path.is_file() and place.is_main:  # killed between writing last.pt and best.pt
+        save_checkpoint({k: ckpt[k] for k in ("format", "spec", "model", "epoch", "settings")}, best_path)
+
+
+def _training_module(model: nn.Module, place: _Placement, compile: bool) -> nn.Module:
+    """The module the steps call: ``model``, wrapped in DDP under torchrun, compiled on request."""
+    train_model: nn.Module = model
+    if place.world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[place.local_rank] if place.device.type == "cuda" else None)
+    return torch.compile(train_model) if compile else train_model
+
+
+def train_epoch(model: nn.Module, train_model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                plan: _Plan, state: _LoopState, place: _Placement, *, show: bool, epoch: int) -> tuple[float, float]:
+    """One epoch of optimizer steps over a seeded permutation; returns (train loss, train accuracy).
+
+    Args:
+        model: the bare module (gradient clipping, BN buffers); ``train_model`` the one to call.
+        images: uint8 [N, 3, R, R] on the device; labels: int64 [N] on the device.
+    """
+    dev = place.device
+    rec, aug, rank_bs = plan.recipe, plan.augment, plan.rank_batch
+    optimizer, scheduler, scaler = state.optimizer, state.scheduler, state.scaler
+    model.train()
+    perm = torch.randperm(plan.n, generator=state.data_gen)
+    if place.world > 1:
+        perm = torch.cat([perm, perm[: plan.per_rank * place.world - plan.n]])[place.rank::place.world]
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    for step in tqdm(range(plan.steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=not show):
+        idx = perm[step * rank_bs : (step + 1) * rank_bs].to(dev)
+        y = labels[idx]
+        x = normalise(augment_batch(images[idx], aug, state.aug_gen))
+        if plan.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(dev, plan.amp_dtype):
+            logits = train_model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=rec.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if rec.grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), rec.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+    stats = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=dev, dtype=torch.float64)])
+    if place.world > 1:
+        dist.all_reduce(stats)
+        for buf in model.buffers():  # BN statistics: rank 0's, so every rank holds the same model
+            dist.broadcast(buf, src=0)
+    return (stats[0] / stats[2]).item(), (stats[1] / stats[2]).item()
+
+
+def _gathered_rng(state: _LoopState, place: _Placement) -> list:
+    """Every rank's generator states (a resume restores each rank's own)."""
+    rng = _rng_state(state.data_gen, state.aug_gen)
+    if place.world == 1:
+        return [rng]
+    gathered: list = [None] * place.world
+    dist.all_gather_object(gathered, rng)
+    return gathered
+
+
+def _save_epoch(model: nn.Module, plan: _Plan, state: _LoopState, place: _Placement, out_dir: Path,
+                epoch: int, improved: bool, rng_all: list) -> None:
+    """Write ``last.pt`` (everything a resume needs), ``best.pt`` when improved, and the history."""
+    weights = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+    settings = plan.settings(place.world)
+    # After the final epoch nothing steps again (a resume only evaluates), so Adam's two
+    # moment buffers per weight are not written: two thirds of the checkpoint's bytes.
+    opt_state = state.optimizer.state_dict()
+    if epoch + 1 == plan.epochs:
+        opt_state = released_optimizer_state(opt_state)
+    ckpt = {
+        "format": CHECKPOINT_FORMAT, "spec": plan.spec, "settings": settings, "model": weights,
+        "optimizer": opt_state, "scheduler": state.scheduler.state_dict(),
+        "scaler": state.scaler.state_dict(), "rng": rng_all, "epoch": epoch + 1, "history": state.history,
+        "best_val_auc": state.best_auc,
+    }
+    save_checkpoint(ckpt, out_dir / "last.pt")
+    if improved:
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "spec": plan.spec, "model": weights, "epoch": epoch + 1,
+                      "settings": settings}, out_dir / "best.pt")
+    _write_history(state.history, out_dir)
+
+
+def _to_device(model: nn.Module, train_store, val_store, place: _Placement, channels_last: bool) -> tuple:
+    """Move the model and the stores' tensors to the device once: (images, labels, val images,
+    val labels); the validation labels stay on the CPU (metrics are computed there)."""
+    dev = place.device
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    images, labels = train_store.images.to(dev), train_store.labels.to(dev)
+    if val_store is None:
+        return images, labels, None, None
+    return images, labels, val_store.images.to(dev), val_store.labels
+
+
+def _run_epoch(model, train_model, data: tuple, plan: _Plan, state: _LoopState, place: _Placement,
+               out_dir: Path, epoch: int, show: bool) -> dict:
+    """Train one epoch, validate, checkpoint; returns the epoch's history row."""
+    images, labels, v_images, v_labels = data
+    t0 = time.perf_counter()
+    train_loss, train_acc = train_epoch(model, train_model, images, labels, plan, state, place, show=show, epoch=epoch)
+    val_loss = val_acc = val_auc = float("nan")
+    if v_images is not None:
+        _, val_loss, val_acc, val_auc = _evaluate(model, v_images, v_labels, max(plan.rank_batch, 256),
+                                                  plan.amp_dtype, plan.channels_last)
+    row = {
+        "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+        "val_acc": val_acc, "val_auc": val_auc, "lr": state.optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - t0,
+    }
+    state.history.append(row)
+    improved = v_images is None or (not math.isnan(val_auc) and val_auc > state.best_auc)
+    if improved and not math.isnan(val_auc):
+        state.best_auc = val_auc
+    rng_all = _gathered_rng(state, place)
+    if place.is_main:
+        _save_epoch(model, plan, state, place, out_dir, epoch, improved, rng_all)
+    _barrier(place)
+    return row
+
+
+def _barrier(place: _Placement) -> None:
+    if place.world > 1:
+        dist.barrier()
 
 
 def fit(
@@ -568,9 +823,10 @@ def fit(
         model: a classifier mapping float32 [B,3,R,R] (ImageNet-normalised) → logits [B,2].
             Build it after :func:`seed_everything` so that its initialisation is seeded too.
         train_store: ``ImageTensorStore`` (uint8 [N,3,R,R], labels int64 [N]).
-        val_store: validation store carved from the training data (:func:`train_val_split`),
+        val_store: validation store carved from the training data (``splits.train_val_split``),
             evaluated after every epoch; never the test set.
-        recipe: ``"fast"``, ``"paper"`` or a :class:`Recipe`.
+        recipe: ``"fast"``, ``"paper"`` or a :class:`Recipe` (already resolved for the model:
+            ``Recipe.for_model``; ``runs`` does that from the paper's per-model table).
         epochs, batch_size: default: the recipe's. ``batch_size`` is global (split over DDP ranks).
         seed: seeds data order and augmentation (model initialisation is the caller's).
         out_dir: where ``last.pt``, ``best.pt``, ``history.csv`` and ``history.json`` go.
@@ -589,192 +845,34 @@ def fit(
     Returns:
         :class:`FitResult`.
     """
-    import pandas as pd
-
-    rec = get_recipe(recipe)
-    spec = dict(model_spec) if model_spec else make_model_spec(type(model).__name__)
-    if spec.get("image_size") is None:
-        spec["image_size"] = int(getattr(train_store, "resolution", train_store.images.shape[-1]))
-    rec = rec.for_model(spec.get("name"))
-    epochs = int(epochs if epochs is not None else rec.epochs)
-    batch_size = int(batch_size if batch_size is not None else rec.batch_size)
-    aug = as_augment(augment) if augment is not None else rec.augment
-    peak_lr = float(lr if lr is not None else rec.lr)
     out_dir = Path(out_dir)
+    place = _place(device)
+    plan = _plan(model, train_store, place, recipe=recipe, epochs=epochs, batch_size=batch_size, seed=seed,
+                 amp=amp, channels_last=channels_last, augment=augment, lr=lr, model_spec=model_spec)
+    data = _to_device(model, train_store, val_store, place, channels_last)
+    state = _fresh_state(model, plan, place)
+    if resume and (out_dir / "last.pt").is_file():
+        _resume(state, model, plan, place, out_dir)
+    train_model = _training_module(model, place, compile)
 
-    rank, world, local_rank = _dist_info()
-    dev = resolve_device(device)
-    if world > 1 and dev.type == "cuda":
-        dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
-    if world > 1:
-        _ensure_process_group(dev)
-    if batch_size % world:
-        raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes. "
-                         f"Fix: use a multiple of {world}.")
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    amp_dtype = resolve_amp(amp, dev)
-    is_main = rank == 0
-
-    model.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    images = train_store.images.to(dev)
-    labels = train_store.labels.to(dev)
-    n = len(labels)
-    if n < 2:
-        raise ValueError(f"The training store holds {n} image(s); at least 2 are needed.")
-    v_images = val_store.images.to(dev) if val_store is not None else None
-    v_labels = val_store.labels if val_store is not None else None
-
-    # Sharding: pad the permutation to a multiple of the world size (DistributedSampler style).
-    per_rank = math.ceil(n / world)
-    rank_bs = batch_size // world
-    steps_per_epoch = per_rank // rank_bs + (1 if per_rank % rank_bs >= 2 else 0)  # a lone sample would break BN
-    steps_per_epoch = max(steps_per_epoch, 1)
-
-    optimizer = make_optimizer(model, rec, peak_lr)
-    scheduler = make_scheduler(optimizer, rec, steps_per_epoch * epochs, peak_lr)
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype is torch.float16)
-    data_gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator().manual_seed(seed + 1_000_003 * (rank + 1))
-
-    run_settings = {
-        "recipe": rec.to_dict(), "epochs": epochs, "batch_size": batch_size, "seed": seed, "lr": peak_lr,
-        "augment": aug.to_dict(), "world_size": world, "n_train": n, "amp": _dtype_name(amp_dtype),
-        "channels_last": bool(channels_last),
-    }
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    history: list[dict] = []
-    start_epoch = 0
-    best_auc = -math.inf
-    if resume and last_path.is_file():
-        ckpt = read_checkpoint(last_path)
-        _load_weights(model, ckpt["model"], ckpt.get("spec"), spec, last_path)
-        diff = {k: (ckpt["settings"].get(k), v) for k, v in run_settings.items() if ckpt["settings"].get(k) != v}
-        if diff:
-            raise CheckpointError(
-                f"Cannot resume from {last_path}: it was trained with other settings "
-                + "; ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-                + ". Fix: call fit with the checkpoint's settings, or resume=False / a new out_dir."
-            )
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"][rank], data_gen, aug_gen)
-        history = list(ckpt["history"])
-        start_epoch = int(ckpt["epoch"])
-        best_auc = float(ckpt.get("best_val_auc", -math.inf))
-        if not best_path.is_file() and is_main:  # killed between writing last.pt and best.pt
-            _atomic_save({k: ckpt[k] for k in ("format", "spec", "model", "epoch", "settings")}, best_path)
-
-    train_model: nn.Module = model
-    if world > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if dev.type == "cuda" else None)
-    if compile:
-        train_model = torch.compile(train_model)
-
-    from tqdm.auto import tqdm
-
-    show = progress and is_main
-    ebar = tqdm(range(start_epoch, epochs), initial=start_epoch, total=epochs, desc="epochs",
-                unit="ep", disable=not show)
+    show = progress and place.is_main
+    ebar = tqdm(range(state.start_epoch, plan.epochs), initial=state.start_epoch, total=plan.epochs,
+                desc="epochs", unit="ep", disable=not show)
     epochs_run = 0
     for epoch in ebar:
-        t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n, generator=data_gen)
-        if world > 1:
-            perm = torch.cat([perm, perm[: per_rank * world - n]])[rank::world]
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        seen = 0
-        for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=not show):
-            idx = perm[step * rank_bs : (step + 1) * rank_bs].to(dev)
-            y = labels[idx]
-            x = normalise(augment_batch(images[idx], aug, aug_gen))
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(dev, amp_dtype):
-                logits = train_model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=rec.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if rec.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), rec.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-        stats = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=dev, dtype=torch.float64)])
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.all_reduce(stats)
-            for buf in model.buffers():  # BN statistics: rank 0's, so every rank holds the same model
-                dist.broadcast(buf, src=0)
-        train_loss, train_acc = (stats[0] / stats[2]).item(), (stats[1] / stats[2]).item()
-        if v_images is not None:
-            _, val_loss, val_acc, val_auc = _evaluate(model, v_images, v_labels, max(rank_bs, 256), amp_dtype, channels_last)
-        else:
-            val_loss = val_acc = val_auc = float("nan")
-        row = {
-            "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-            "val_acc": val_acc, "val_auc": val_auc, "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        improved = v_images is None or (not math.isnan(val_auc) and val_auc > best_auc)
-        if improved and not math.isnan(val_auc):
-            best_auc = val_auc
-        rng = _rng_state(data_gen, aug_gen)
-        if world > 1:
-            import torch.distributed as dist
-
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, rng)
-            rng_all = gathered
-        else:
-            rng_all = [rng]
-        if is_main:
-            weights = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
-            # After the final epoch nothing steps again (a resume only evaluates), so Adam's two
-            # moment buffers per weight are not written: two thirds of the checkpoint's bytes.
-            opt_state = optimizer.state_dict()
-            if epoch + 1 == epochs:
-                opt_state = released_optimizer_state(opt_state)
-            ckpt = {
-                "format": CHECKPOINT_FORMAT, "spec": spec, "settings": run_settings, "model": weights,
-                "optimizer": opt_state, "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_all, "epoch": epoch + 1, "history": history,
-                "best_val_auc": best_auc,
-            }
-            _atomic_save(ckpt, last_path)
-            if improved:
-                _atomic_save({"format": CHECKPOINT_FORMAT, "spec": spec, "model": weights, "epoch": epoch + 1,
-                              "settings": run_settings}, best_path)
-            _write_history(history, out_dir)
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+        row = _run_epoch(model, train_model, data, plan, state, place, out_dir, epoch, show)
         epochs_run += 1
-        ebar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}", val_auc=f"{val_auc:.3f}")
+        ebar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}", val_auc=f"{row['val_auc']:.3f}")
         if on_epoch_end is not None:
             on_epoch_end(row)
     ebar.close()
-    if is_main and start_epoch >= epochs and history:
-        _write_history(history, out_dir)
-    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    if place.is_main and state.start_epoch >= plan.epochs and state.history:
+        _write_history(state.history, out_dir)
+    frame = pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
     return FitResult(
-        history=frame, last_path=last_path, best_path=best_path,
+        history=frame, last_path=out_dir / "last.pt", best_path=out_dir / "best.pt",
         train_seconds=float(frame["seconds"].sum()) if len(frame) else 0.0,
-        device=str(dev), amp=_dtype_name(amp_dtype), epochs_run=epochs_run, out_dir=out_dir,
+        device=str(place.device), amp=_dtype_name(plan.amp_dtype), epochs_run=epochs_run, out_dir=out_dir,
     )
 
 
@@ -782,18 +880,14 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "v
 
 
 def _write_history(history: list[dict], out_dir: Path) -> None:
-    import pandas as pd
-
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    _atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
-    _atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
+    write_text(out_dir / "history.csv", frame.to_csv(index=False))
+    write_text(out_dir / "history.json", json.dumps(history, indent=1))
 
 
 def read_history(out_dir: str | Path) -> "pd.DataFrame":  # noqa: F821
     """The history a :func:`fit` run wrote to ``out_dir`` (one row per epoch)."""
-    import pandas as pd
-
     return pd.read_csv(Path(out_dir) / "history.csv")
 
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from skinlesion_utils import audit, splits
+from skinlesion_utils import audit, cli, results, splits
+from skinlesion_utils.studies import ch01_dataset
 
 DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BAL = DATA / "isic_balanced"
@@ -278,7 +279,7 @@ def test_duplicate_clusters_follow_chains():
 def test_cli_writes_pairs_csv(planted, tmp_path, capsys):
     originals, copies, truth = planted
     out = tmp_path / "sub" / "pairs.csv"
-    assert audit.audit_main(["audit", "--a", str(originals), "--b", str(copies), "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["audit", "--a", str(originals), "--b", str(copies), "--out", str(out), "--quiet"]) == 0
     written = pd.read_csv(out)
     assert list(written.columns) == ["file_a", "file_b", "distance", "method"]
     assert {(b, a) for a, b in zip(written.file_a, written.file_b)} == set(truth.items())
@@ -288,12 +289,12 @@ def test_cli_writes_pairs_csv(planted, tmp_path, capsys):
     both = tmp_path / "both"
     shutil.copytree(originals, both / "o")
     shutil.copytree(copies, both / "c")
-    assert audit.audit_main(["--a", str(both), "--threshold", "0", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["audit", "--a", str(both), "--threshold", "0", "--out", str(out), "--quiet"]) == 0
     written = pd.read_csv(out)
     assert len(written) >= 6 and (written.distance == 0).all()
     assert written.file_b.str.endswith("_exact.jpg").sum() + written.file_a.str.endswith("_exact.jpg").sum() >= 6
     # a missing folder is an error for people, not a traceback
-    assert audit.audit_main(["--a", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert cli.main(["audit", "--a", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -349,22 +350,22 @@ def test_copy_distances_of_real_images_stay_under_the_threshold():
     files = _distinct_real_images()[::5]  # 6 real lesions, both classes
     cache_before = len(audit._HASH_CACHE)
     tmp_before = set(Path(tempfile.gettempdir()).glob("skinlesion-copies-*"))
-    d = audit.copy_distances(files)
+    d = ch01_dataset.copy_distances(files)
     assert list(d.columns) == ["file", "edit", "distance"]
-    assert len(d) == len(files) * len(audit.COPY_TRANSFORMS)
-    assert list(d.edit[: len(audit.COPY_TRANSFORMS)]) == list(audit.COPY_TRANSFORMS)
+    assert len(d) == len(files) * len(ch01_dataset.COPY_TRANSFORMS)
+    assert list(d.edit[: len(ch01_dataset.COPY_TRANSFORMS)]) == list(ch01_dataset.COPY_TRANSFORMS)
     assert (d.distance <= audit.DEFAULT_THRESHOLD).all(), d
     # the originals' hashes stay cached, the temporary copies' do not; no folder is left
     assert len(audit._HASH_CACHE) - cache_before <= len(files)
     assert set(Path(tempfile.gettempdir()).glob("skinlesion-copies-*")) == tmp_before
     # an edited copy compared with a *different* lesion is far away
-    only = audit.copy_distances(files, ["half size"])
+    only = ch01_dataset.copy_distances(files, ["half size"])
     assert len(only) == len(files)
     originals = audit.compute_hashes(files, progress=False)
     shifted = audit.HashTable(originals.files[1:] + originals.files[:1], np.roll(originals.bits, -1, axis=0), originals.method, originals.crops)
     assert (audit.paired_distances(originals, shifted) > 2 * audit.DEFAULT_THRESHOLD).all()
     with pytest.raises(ValueError, match="Unknown transform"):
-        audit.copy_distances(files, ["rotate"])
+        ch01_dataset.copy_distances(files, ["rotate"])
 
 
 def test_annotate_pairs_and_summary_count_what_leaks():
@@ -379,7 +380,7 @@ def test_annotate_pairs_and_summary_count_what_leaks():
     assert ann.split_a.tolist() == ["train", "train", "test", "train"] and set(ann.split_b) == {""}
     assert ann.label_b.tolist() == ["malignant", "malignant", "benign", "malignant"]
     assert set(ann.dataset_a) == {"isic_balanced"} and set(ann.dataset_b) == {"ext"}
-    s = audit.pair_summary(ann, n_a=10, n_b=4)
+    s = ch01_dataset.pair_summary(ann, n_a=10, n_b=4)
     assert s == {
         "pairs": 4, "exact_pairs": 2, "a_images": 10, "b_images": 4, "a_with_copy": 4, "b_with_copy": 3,
         "b_fraction_with_copy": 0.75, "label_disagreements": 1, "b_with_copy_by_split_a": {"test": 1, "train": 2},
@@ -387,12 +388,12 @@ def test_annotate_pairs_and_summary_count_what_leaks():
     within = audit.annotate_pairs(pairs.assign(file_b=["test/malignant/9.jpg"] * 4), "isic_balanced")
     assert set(within.dataset_b) == {"isic_balanced"} and set(within.split_b) == {"test"}
     empty = audit.annotate_pairs(pairs.iloc[:0], "a", "b")
-    assert audit.pair_summary(empty, 5, 0)["pairs"] == 0
+    assert ch01_dataset.pair_summary(empty, 5, 0)["pairs"] == 0
 
 
 def test_results_files_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv(audit.ENV_RESULTS, str(tmp_path / "res"))
-    out = audit.results_dir("01_dataset", "ci")
+    out = results.results_dir("01_dataset", "ci")
     assert out == tmp_path / "res" / "ci" / "01_dataset" and not out.exists()
     with pytest.raises(FileNotFoundError, match="SKINLESION_PROFILE=ci"):
         audit.read_audit_pairs("external", "ci")
@@ -400,10 +401,10 @@ def test_results_files_round_trip(tmp_path, monkeypatch):
         pd.DataFrame({"file_a": ["train/benign/1.jpg"], "file_b": ["benign/ISIC_1.jpg"], "distance": [2], "method": ["phash+dhash"]}),
         "isic_balanced", "isic2019_external_sample",
     )
-    audit.write_csv_atomic(pairs, out / audit.PAIRS_FILES["external"])
+    results.write_csv(out / audit.PAIRS_FILES["external"], pairs)
     back = audit.read_audit_pairs("external", "ci")
     assert back.equals(pairs)  # split_b "" survives the round trip (not NaN)
-    path = audit.write_json_atomic({"n": np.int64(3), "f": np.float32(0.5), "s": (1, 2)}, out / "summary.json")
+    path = results.write_json(out / "summary.json", {"n": np.int64(3), "f": np.float32(0.5), "s": (1, 2)})
     import json
 
     assert json.loads(path.read_text()) == {"n": 3, "f": 0.5, "s": [1, 2]}
@@ -411,10 +412,10 @@ def test_results_files_round_trip(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="expected one of"):
         audit.read_audit_pairs("within", "ci")
     with pytest.raises(ValueError, match="chapter stem"):
-        audit.results_dir("01_dataset/x", "ci")
+        results.results_dir("01_dataset/x", "ci")
     monkeypatch.delenv(audit.ENV_RESULTS)
     repo = Path(audit.__file__).resolve().parents[1]
-    assert audit.results_dir("01_dataset", "ci") == repo / "results" / "ci" / "01_dataset"  # a checkout
+    assert results.results_dir("01_dataset", "ci") == repo / "results" / "ci" / "01_dataset"  # a checkout
 
 
 @needs_images
@@ -429,7 +430,7 @@ def test_pair_gallery_shows_each_pair_side_by_side():
         "file_b": ["test/benign/1.jpg", "test/malignant/1.jpg"],
         "distance": [3, 7],
     })
-    fig = audit.pair_gallery(pairs, BAL, size=32, ncols=4, title="two pairs")
+    fig = ch01_dataset.pair_gallery(pairs, BAL, size=32, ncols=4, title="two pairs")
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 4
     assert titles[0].startswith("train/benign/3") and titles[1] == "test/benign/1\nd = 3"
@@ -437,9 +438,9 @@ def test_pair_gallery_shows_each_pair_side_by_side():
     assert fig.axes[0].images[0].get_array().shape == (32, 32, 3)
     plt.close(fig)
     with pytest.raises(ValueError, match="must be even"):
-        audit.pair_gallery(pairs, BAL, ncols=3)
+        ch01_dataset.pair_gallery(pairs, BAL, ncols=3)
     with pytest.raises(ValueError, match="no pairs"):
-        audit.pair_gallery(pairs.iloc[:0], BAL)
+        ch01_dataset.pair_gallery(pairs.iloc[:0], BAL)
 
 
 def test_jpeg_fingerprints_tell_encoders_apart(tmp_path):

@@ -397,7 +397,7 @@ def test_cli_cam_score_end_to_end(tmp_path, checkpoint, capsys):
 @needs_data
 def test_cli_through_main_reports_missing_masks(tmp_path, checkpoint, capsys):
     """`python -m skinlesion_utils cam-score` (its main(), in process): a person's error, no traceback."""
-    import skinlesion_utils.__main__ as cli
+    from skinlesion_utils import cli
 
     images = _image_folder(tmp_path / "imgs", flat=False)
     (tmp_path / "masks").mkdir()

@@ -100,3 +100,13 @@ def test_bench_pipeline_ratio(tmp_path):
     pc = json.loads((tmp_path / "b.json").read_text())["pipeline"]
     assert pc["images"] == 256 and pc["ratio"] > 1, "indexing a decoded tensor beats decoding JPEGs every epoch"
     assert "input pipeline at 64 px" in proc.stdout
+
+
+def test_one_command_line_lists_every_sub_command_and_its_version():
+    from skinlesion_utils import __version__
+
+    assert cli("--version").stdout.strip() == f"skinlesion {__version__}"
+    helptext = cli("--help").stdout
+    for command in ("data", "audit", "train", "evaluate", "bench", "gpu-bench", "cam-score", "lab", "book"):
+        assert f"    {command}" in helptext, f"`skinlesion --help` does not list {command}"
+    assert "check" in cli("lab", "--help").stdout and "execute" in cli("book", "--help").stdout

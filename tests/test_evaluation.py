@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from sklearn import metrics as skm
 
-from skinlesion_utils import metrics as M
+from skinlesion_utils import metrics as M, results
 from skinlesion_utils import runs as R
 from skinlesion_utils.data import ImageTensorStore
 
@@ -184,17 +184,17 @@ def test_write_and_read_results_round_trip(tmp_path):
     assert R._project_root(tmp_path / "chapters") == tmp_path
     table = pd.DataFrame({"point": [0.9, 1 / 3], "low": [0.85, 0.2]}, index=pd.Index(["accuracy", "f1"], name="metric"))
     summary = {"accuracy": np.float64(0.9), "n": np.int64(660), "verdict": "consistent"}
-    paths = R.write_results("05_evaluation", {"metrics_ci": table, "summary": summary}, profile="ci", root=tmp_path)
+    paths = results.write_results("05_evaluation", {"metrics_ci": table, "summary": summary}, profile="ci", root=tmp_path)
     assert paths["metrics_ci"] == tmp_path / "results" / "ci" / "05_evaluation" / "metrics_ci.csv"
     assert paths["summary"].name == "summary.json"
-    back = R.read_results("05_evaluation", "metrics_ci", profile="ci", root=tmp_path)
+    back = results.read_results("05_evaluation", "metrics_ci", profile="ci", root=tmp_path)
     pd.testing.assert_frame_equal(back, table)
-    assert R.read_results("05_evaluation", "summary", profile="ci", root=tmp_path) == {
+    assert results.read_results("05_evaluation", "summary", profile="ci", root=tmp_path) == {
         "accuracy": 0.9, "n": 660, "verdict": "consistent"}
     texts = pd.DataFrame({"printed": ["93.10", "90.958"]}, index=["a", "b"])
-    R.write_results("05_evaluation", {"texts": texts}, profile="ci", root=tmp_path)
-    assert list(R.read_results("05_evaluation", "texts", profile="ci", root=tmp_path,
+    results.write_results("05_evaluation", {"texts": texts}, profile="ci", root=tmp_path)
+    assert list(results.read_results("05_evaluation", "texts", profile="ci", root=tmp_path,
                                dtype={"printed": str})["printed"]) == ["93.10", "90.958"]
     with pytest.raises(FileNotFoundError, match="execute chapters/05_evaluation"):
-        R.read_results("05_evaluation", "missing", profile="ci", root=tmp_path)
-    assert R.results_dir("05_evaluation", "full", root=tmp_path) == tmp_path / "results" / "full" / "05_evaluation"
+        results.read_results("05_evaluation", "missing", profile="ci", root=tmp_path)
+    assert results.results_dir("05_evaluation", "full", root=tmp_path) == tmp_path / "results" / "full" / "05_evaluation"

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from skinlesion_utils import audit, data
+from skinlesion_utils import audit, data, image_stats, results
 from skinlesion_utils import external as X
 from skinlesion_utils import metrics as M
 
@@ -88,8 +88,8 @@ def test_external_pairs_loads_chapter01_file_and_rejects_foreign_ones(monkeypatc
     # pretend some pairs are close copies, so that filtering by the threshold has work to do
     computed["distance"] = np.arange(len(computed)) % (2 * audit.DEFAULT_THRESHOLD)
     saved = computed.copy()
-    path = audit.results_dir(audit.AUDIT_CHAPTER, "ci") / audit.PAIRS_FILES["external"]
-    audit.write_csv_atomic(saved, path)
+    path = results.results_dir(audit.AUDIT_CHAPTER, "ci") / audit.PAIRS_FILES["external"]
+    results.write_csv(path, saved)
 
     # read back, filtered to the default threshold
     loaded = X.external_pairs("ci", EXT)
@@ -105,11 +105,11 @@ def test_external_pairs_loads_chapter01_file_and_rejects_foreign_ones(monkeypatc
     real_fake = _restricted_hash_dataset(small_sets)
     monkeypatch.setattr(audit, "hash_dataset", lambda *a, **k: calls.append(a[0]) or real_fake(*a, **k))
     # made for another external set: recomputed
-    audit.write_csv_atomic(saved.assign(dataset_b="isic2019_external"), path)
+    results.write_csv(path, saved.assign(dataset_b="isic2019_external"))
     assert X.external_pairs("ci", EXT).attrs["source"] == "computed"
     # ids that are not in this external set (e.g. the full set's train/... ids): recomputed
     foreign = saved[["file_a", "file_b", "distance", "method"]].assign(file_b="train/benign/ISIC_0000000.jpg")
-    audit.write_csv_atomic(foreign, path)
+    results.write_csv(path, foreign)
     assert X.external_pairs("ci", EXT).attrs["source"] == "computed"
     assert calls == ["isic_balanced", EXT] * 2
 
@@ -234,11 +234,11 @@ def test_paired_comparison(preds):
 
 def test_distribution_shift_on_real_colour_statistics():
     store = data.ImageTensorStore.from_dataset("isic_balanced", "test", resolution=16, progress=False)
-    stats = data.colour_statistics(store)
+    stats = image_stats.colour_statistics(store)
     same = X.distribution_shift(stats, stats)
     assert np.allclose(same.smd, 0) and np.allclose(same.ks, 0)
     brighter = data.ImageTensorStore(torch.clamp(store.images.int() + 40, 0, 255).to(torch.uint8), store.labels, store.ids, 16)
-    shift = X.distribution_shift(stats, data.colour_statistics(brighter))
+    shift = X.distribution_shift(stats, image_stats.colour_statistics(brighter))
     assert (shift.loc[["mean_r", "mean_g", "mean_b", "brightness"], "smd"] > 0.2).all()
     assert shift.loc["brightness", "ks"] > 0.2 and shift.loc["brightness", "ks_p"] < 1e-6
     assert shift.loc["brightness", "external_mean"] > shift.loc["brightness", "internal_mean"]

@@ -1,4 +1,4 @@
-"""The GPU benchmark script, run on the CPU with a tiny configuration (as `make test` does)."""
+"""The GPU benchmark (`skinlesion gpu-bench`), run on the CPU with a tiny configuration (as `make test` does)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from skinlesion_utils import bench, gpu_bench
+from skinlesion_utils import bench, cli
 
 DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 pytestmark = pytest.mark.skipif(not (DATA / "isic_balanced").is_dir(), reason="needs SKINLESION_DATA")
@@ -33,7 +33,7 @@ def test_full_pack_extrapolates_under_60_megabytes(tmp_path):
 def test_tiny_gpu_bench_end_to_end(tmp_path):
     bench.pack_gpu_data(tmp_path / "d.pt", max_per_class=24)
     out = tmp_path / "out"
-    rc = gpu_bench.main(["--data", str(tmp_path / "d.pt"), "--out", str(out), "--work", str(tmp_path / "work"), "--tiny", "--image-size", "32",
+    rc = cli.main(["gpu-bench", "--data", str(tmp_path / "d.pt"), "--out", str(out), "--work", str(tmp_path / "work"), "--tiny", "--image-size", "32",
                          "--steps", "1", "--warmup", "1", "--no-compile", "--epochs", "1", "--batch-size", "8"])
     assert rc == 0
     bench_json = json.loads((out / "bench.json").read_text())

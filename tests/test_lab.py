@@ -82,9 +82,9 @@ def test_every_chapter_has_well_formed_exercises():
 
 
 def test_cli_check_reports_the_real_chapters(capsys):
-    from skinlesion_utils.lab.__main__ import main
+    from skinlesion_utils.cli import main
 
-    assert main(["check"]) == 0
+    assert main(["lab", "check"]) == 0
     assert "✅" in capsys.readouterr().out
 
 
@@ -282,9 +282,9 @@ def _assert_stub_raises(stub: str, solution: str, ex):
 
 
 def test_cli_student_writes_into_the_given_folder(tmp_path, capsys):
-    from skinlesion_utils.lab.__main__ import main
+    from skinlesion_utils.cli import main
 
-    assert main(["student", "--out", str(tmp_path / "copies")]) == 0
+    assert main(["lab", "student", "--out", str(tmp_path / "copies")]) == 0
     assert sorted(p.name for p in (tmp_path / "copies").iterdir()) == sorted(py.stem + ".ipynb" for py in CHAPTERS)
     assert (tmp_path / "copies.zip").is_file()
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlesion_utils import data, paper
+from skinlesion_utils import data, paper, results
 from skinlesion_utils import reproduction as R
 
 CLAIMS = paper.load_claims()
@@ -321,7 +321,7 @@ def test_paired_gain_with_missing_runs_is_flagged_broken(tmp_path):
 
 
 def test_files_written_by_the_chapters_own_writers_are_read(tmp_path):
-    """The formats chapters 05, 06 and 08 write (runs.write_results, experiments.save,
+    """The formats chapters 05, 06 and 08 write (results.write_results, experiments.save,
     external.subset_report) are the ones the register reads: no key is reported missing."""
     from skinlesion_utils import experiments, external, metrics, runs
 
@@ -329,7 +329,7 @@ def test_files_written_by_the_chapters_own_writers_are_read(tmp_path):
     y = np.r_[np.ones(40, int), np.zeros(50, int)]
     score = np.clip(0.6 * y + 0.4 * rng.random(y.size), 0, 1)
     table = metrics.report_with_ci(y, score, n_boot=200, seed=0)
-    runs.write_results("05_evaluation", {"metrics_ci": table,
+    results.write_results("05_evaluation", {"metrics_ci": table,
                                          "summary": {"config": {"image_size": 64, "pretrained": False, "epochs": 12}}},
                        profile="ci", root=tmp_path)
     preds = _ablation_predictions()
@@ -338,13 +338,13 @@ def test_files_written_by_the_chapters_own_writers_are_read(tmp_path):
                      profile="ci", root=tmp_path)
     pred_df = pd.DataFrame({"id": [f"i{k}" for k in range(y.size)], "y_true": y, "y_score": score})
     sub = external.subset_report(pred_df, {"data3/test part": np.ones(y.size, bool)}, n_boot=200)
-    runs.write_results("08_external_validation", {"subset_metrics": sub.assign(model="main").reset_index()},
+    results.write_results("08_external_validation", {"subset_metrics": sub.assign(model="main").reset_index()},
                        profile="ci", root=tmp_path)
     from skinlesion_utils import cam
 
     loc = pd.DataFrame({"energy_inside": rng.random(30), "pointing_hit": rng.random(30) > 0.5,
                         "mask_fraction": 0.3 * rng.random(30), "mask_kind": "approximate"})
-    runs.write_results("07_gradcam", {"localisation": {**cam.summarise_localisation(loc, seed=0),
+    results.write_results("07_gradcam", {"localisation": {**cam.summarise_localisation(loc, seed=0),
                                                        "settings": {"image_size": 128, "pretrained": False, "epochs": 12}}},
                        profile="ci", root=tmp_path)
     reg = R.claims_register(root=tmp_path)

@@ -10,7 +10,7 @@
   weighted sum.
 
 Each check compares the learner's function with a reference computed another way
-(``torch.lerp``, the package's own ``models._GlobalWeights``, an ``einsum`` over stacked levels)
+(``torch.lerp``, the package's own ``fusion.GlobalWeights``, an ``einsum`` over stacked levels)
 on made-up cases and on cases built from real feature maps: layer2/layer3/layer4 of a
 from-scratch ASFF-ResNet50 (seed 0) on four real test images at 64 px. It prints ✅ or ❌ with a
 hint — never the expected values.
@@ -35,7 +35,7 @@ def _real_features() -> dict[str, torch.Tensor]:
     [4, 2048, 2, 2], ``f2`` (layer4 resized + projected) [4, 1024, 4, 4], ``omega`` [4] (the weight
     of an asff_text fusion module, seed 0) and the asff_code weight branch's FC parameters
     ``w1`` [1024, 2048], ``b1`` [1024], ``w2`` [1024, 1024], ``b2`` [1024]."""
-    from .. import models
+    from .. import fusion, models
     from ..train import normalise
     from .ch00 import _real_batch
 
@@ -50,7 +50,7 @@ def _real_features() -> dict[str, torch.Tensor]:
         f2 = model.fusion.align(high, low.shape[-2:])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            text = models.ASFFText(1024, 2048)
+            text = fusion.ASFFText(1024, 2048)
         _, w_text = text(low, high)
     fc1, fc2 = model.fusion.weights.fc1, model.fusion.weights.fc2
     return {
@@ -137,9 +137,9 @@ Prints ✅/❌; returns True/False."""
 
 
 def _channel_reference(f1, f2, w1, b1, w2, b2) -> torch.Tensor:
-    from ..models import _GlobalWeights
+    from ..fusion import GlobalWeights
 
-    branch = _GlobalWeights(f1.shape[1], w1.shape[0], w2.shape[0]).to(f1.dtype)
+    branch = GlobalWeights(f1.shape[1], w1.shape[0], w2.shape[0]).to(f1.dtype)
     branch.load_state_dict({"fc1.weight": w1, "fc1.bias": b1, "fc2.weight": w2, "fc2.bias": b2})
     with torch.no_grad():
         return branch(f1, f2)

@@ -8,7 +8,7 @@
   classifiers on the same images, from the binomial distribution.
 
 Each check compares the learner's function with a reference computed another way (a pandas
-merge, the package's :func:`skinlesion_utils.experiments.fusion_weight_summary`, statsmodels'
+merge, the package's :func:`skinlesion_utils.fusion.fusion_weight_summary`, statsmodels'
 exact McNemar through :func:`skinlesion_utils.metrics.mcnemar`) on made-up cases and on cases
 built from the real test images, and prints ✅ or ❌ with a hint — never the expected values.
 """
@@ -123,7 +123,7 @@ row order). Prints ✅/❌; returns True/False."""
 
 
 def _eff_reference(w: torch.Tensor) -> torch.Tensor:
-    from ..experiments import fusion_weight_summary
+    from ..fusion import fusion_weight_summary
 
     return torch.tensor(fusion_weight_summary(w, "asff_code")["effective_n"].to_numpy(), dtype=torch.float64)
 

@@ -21,11 +21,12 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from ..results import write_bytes
 
 BEGIN_MARKER = "### BEGIN SOLUTION"
 END_MARKER = "### END SOLUTION"
@@ -285,26 +286,6 @@ def student_notebook(chapter: Path) -> "nbformat.NotebookNode":  # noqa: F821
     return nb
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(dest: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``dest``, then rename it (readable as usual)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def make_student_copies(chapters: Sequence[Path], out_dir: Path) -> list[Path]:
     """Write the student copy of every chapter to ``out_dir`` and ``<out_dir>.zip`` beside it.
 
@@ -335,7 +316,7 @@ def make_student_copies(chapters: Sequence[Path], out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     written = []
     for name, data in notebooks.items():
-        _atomic_write(out_dir / name, data)
+        write_bytes(out_dir / name, data)
         written.append(out_dir / name)
     for stale in out_dir.glob("[0-9][0-9]_*.ipynb"):
         if stale.name not in notebooks:
@@ -345,7 +326,7 @@ def make_student_copies(chapters: Sequence[Path], out_dir: Path) -> list[Path]:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in notebooks.items():
             zf.writestr(f"{out_dir.name}/{name}", data)
-    _atomic_write(zip_path, buffer.getvalue())
+    write_bytes(zip_path, buffer.getvalue())
     print(f"wrote {len(written)} student notebooks to {out_dir} and {zip_path}")
     return written
 

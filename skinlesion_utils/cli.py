@@ -1,0 +1,370 @@
+"""The command line: ``skinlesion <command>`` or ``python -m skinlesion_utils <command>``.
+
+Every sub-command is defined here and calls the package's API (``--help`` on any lists its
+options):
+
+* ``data``       list, locate, fetch or verify the datasets (chapter 00)
+* ``audit``      near-duplicate pairs within or across image folders (chapter 01)
+* ``train``      train a model, writing ``results.json`` and ``last.pt`` (chapter 04)
+* ``evaluate``   metrics of a checkpoint on any ``{benign,malignant}/*`` folder (chapters 05, 08)
+* ``bench``      training throughput and the input pipeline against a naive decode (chapter 04)
+* ``gpu-bench``  the GPU benchmark and reference pair (``make gpu-data`` / ``make gpu-bench``)
+* ``cam-score``  Grad-CAM localisation score against lesion masks (chapter 07)
+* ``lab``        the course lab: check the exercise format, write student copies, grade
+* ``book``       the book's pairs of chapter sources and notebooks: check, badges, execute
+
+Errors for people: an anticipated error (:class:`skinlesion_utils.data.DataError`) prints one
+line ``error: …`` with the fix and exits with status 2; ``--debug`` shows its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__, audit, bench, book_tools, cam, data, evaluate, results
+from .lab import check_exercises, grade_notebooks, make_student_copies
+from .models import list_models
+from .profiles import profile
+from .runs import RunConfig, train_into
+from .train import get_recipe
+
+PROG = "skinlesion"
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="list, locate, fetch or verify the datasets")
+    p.add_argument("action", choices=["list", "locate", "fetch", "verify"])
+    p.add_argument("name", nargs="?", help="dataset name (see `data list`)")
+    p.set_defaults(func=_run_data)
+
+
+def _run_data(args) -> int:
+    if args.action == "list":
+        for spec in data.DATASETS.values():
+            print(f"{spec.name:26s} {len(spec.manifest_entries()):5d} files  {spec.description}")
+        print(f"\nLayout under ${data.ENV_DATA}: <name>/{{train,test}}/{{benign,malignant}}/*.jpg "
+              "(isic_balanced, isic2019_external), <name>/{benign,malignant}/*.jpg (sample), "
+              "isic2020_metadata/*.csv")
+        return 0
+    if not args.name:
+        print(f"error: `data {args.action}` needs a dataset name: {', '.join(data.DATASETS)}", file=sys.stderr)
+        return 2
+    if args.action == "locate":
+        print(data.locate(args.name, download=False))
+    elif args.action == "fetch":
+        print(data.fetch(args.name))
+    elif args.action == "verify":
+        root = data.locate(args.name, download=False)
+        print(f"{data.verify(args.name, root, progress=True)} files verified in {root}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------- audit
+
+
+def _add_audit(sub) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="find near-duplicate images (perceptual hashes) within a folder or across two",
+        description=(
+            "Write one CSV row per near-duplicate pair (file_a, file_b, distance, method). "
+            "With --b, pairs across the two folders; without, pairs within --a. "
+            "Folders are searched recursively; nothing is written next to the images."
+        ),
+    )
+    p.add_argument("--a", required=True, metavar="FOLDER", help="folder of images")
+    p.add_argument("--b", metavar="FOLDER", help="second folder: report only pairs across --a and --b")
+    p.add_argument(
+        "--threshold", type=int, default=None,
+        help=f"largest Hamming distance in bits (default {audit.DEFAULT_THRESHOLD} of 128 for phash+dhash)",
+    )
+    p.add_argument("--method", choices=audit.HASH_METHODS, default=audit.DEFAULT_METHOD, help="perceptual hash")
+    p.add_argument("--out", required=True, metavar="CSV", help="output CSV file (written atomically)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_audit)
+
+
+def _run_audit(args) -> int:
+    pairs = audit.find_near_duplicates(args.a, args.b, threshold=args.threshold, method=args.method,
+                                       progress=not args.quiet)
+    out = results.write_csv(args.out, pairs)
+    where = f"{args.a} ↔ {args.b}" if args.b else f"within {args.a}"
+    exact = int((pairs["distance"] == 0).sum())
+    print(f"{len(pairs)} near-duplicate pair(s) {where} ({exact} at distance 0) -> {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------- train, evaluate
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model; writes DIR/results.json and DIR/last.pt")
+    p.add_argument("--model", required=True, help="a name of models.list_models()")
+    p.add_argument("--fusion", default=None, help="asff_resnet50 only: none, sum, concat, asff_text, asff_code, asff_spatial")
+    p.add_argument("--profile", default=None, choices=["ci", "full"], help="default: $SKINLESION_PROFILE or ci")
+    p.add_argument("--recipe", default=None, choices=["paper", "fast"], help="default: the profile's")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="default: the profile's (the paper recipe: 500)")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                   help="ImageNet weights (needs the internet once)")
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    if args.model not in list_models():
+        raise SystemExit(f"error: unknown model {args.model!r}; valid: {', '.join(list_models())}")
+    prof = profile(args.profile)
+    overrides = {k: v for k, v in dict(recipe=args.recipe, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
+                                       batch_size=args.batch_size, pretrained=args.pretrained).items() if v is not None}
+    if args.recipe == "paper" and args.epochs is None:
+        overrides["epochs"] = get_recipe("paper").epochs
+    kwargs = {"fusion": args.fusion} if args.fusion else {}
+    config = RunConfig.from_profile(args.model, kwargs, profile=prof, **overrides)
+    run = train_into(config, args.out, resume=args.resume)
+    m = run.metrics
+    print(f"{config.model} {kwargs or ''} → {args.out}: test accuracy {m['accuracy']:.4f}, ROC AUC {m['roc_auc']:.4f}")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on any {benign,malignant}/* folder")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path, help="folder with benign/ and malignant/ sub-folders")
+    p.add_argument("--out", required=True, type=Path, help="JSON file to write")
+    p.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's training size")
+    p.add_argument("--resize", default="squash", choices=["squash", "center_crop"])
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    ev = evaluate.evaluate_folder(args.checkpoint, args.data, image_size=args.image_size, resize=args.resize,
+                                  threshold=args.threshold)
+    results.write_json(args.out, ev.to_json(), default=str)
+    r = ev.report
+    print(f"{args.data}: n={r['n']} accuracy {r['accuracy']:.4f} sensitivity {r['recall']:.4f} "
+          f"specificity {r['specificity']:.4f} ROC AUC {r['roc_auc']:.4f} → {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- benchmarks
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="training throughput and the input pipeline against a naive decode")
+    p.add_argument("--models", nargs="+", default=["resnet50", "asff_resnet50"])
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--modes", nargs="+", default=["fp32", "bf16_channels_last"])
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--pipeline", action="store_true", help="also compare the input pipeline (one epoch each way)")
+    p.add_argument("--pipeline-images", type=int, default=None, help="limit the pipeline comparison to N images")
+    p.add_argument("--out", type=Path, default=None, help="JSON file to write")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args) -> int:
+    rows = []
+    for name in args.models:
+        for mode in args.modes:
+            rows.append(bench.training_throughput(name, args.image_size, args.batch_size, mode, steps=args.steps).as_row())
+    print(bench.format_table(rows, ["model", "image_size", "mode", "batch_size", "images_per_second", "device"]))
+    if len(args.models) >= 2:
+        by = {(r["model"], r["mode"]): r["images_per_second"] for r in rows}
+        for mode in args.modes:
+            a, b = by.get((args.models[1], mode)), by.get((args.models[0], mode))
+            if a and b:
+                print(f"throughput ratio {args.models[1]} / {args.models[0]} ({mode}): {a / b:.3f}")
+    result = {"throughput": rows}
+    if args.pipeline:
+        pc = bench.pipeline_comparison(resolution=args.image_size, max_images=args.pipeline_images)
+        print(f"input pipeline at {pc['resolution']} px, {pc['images']} images: naive per-epoch decode "
+              f"{pc['naive_seconds']:.2f} s/epoch, tensor store {pc['store_seconds']:.3f} s/epoch "
+              f"(one-time decode {pc['decode_once_seconds']:.2f} s) → ratio {pc['ratio']:.0f}×")
+        result["pipeline"] = pc
+    if args.out:
+        results.write_json(args.out, result, default=str)
+    return 0
+
+
+def _add_gpu_bench(sub) -> None:
+    p = sub.add_parser("gpu-bench", help="GPU throughput by precision and the reference pair (ResNet-50, ASFF)",
+                       description=bench.GPU_BENCH_DESCRIPTION)
+    p.add_argument("--data", type=Path, default=Path(".gpu/isic_balanced_224.pt"), help="file from `make gpu-data`")
+    p.add_argument("--out", type=Path, default=Path("results/full/gpu-bench"))
+    p.add_argument("--work", type=Path, default=Path(".cache/gpu-bench-runs"), help="checkpoints (large; not results)")
+    p.add_argument("--pack", action="store_true", help="build --data from the local datasets and exit")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per throughput measurement")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile-timeout", type=float, default=120)
+    p.add_argument("--budget-minutes", type=float, default=7.0, help="time for the two reference trainings together")
+    p.add_argument("--max-epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=0, help="fix the epochs instead of deriving them")
+    p.add_argument("--tiny", action="store_true", help="CPU self-test: 48 train / 16 test images at --image-size")
+    p.add_argument("--image-size", type=int, default=32, help="with --tiny only")
+    p.set_defaults(func=_run_gpu_bench)
+
+
+def _run_gpu_bench(args) -> int:
+    if args.pack:
+        print(json.dumps(bench.pack_gpu_data(args.data), indent=2))
+        return 0
+    if not args.data.exists():
+        print(f"error: {args.data} not found. Fix: run `make gpu-data` first (needs SKINLESION_DATA).", file=sys.stderr)
+        return 2
+    bench.run_gpu_benchmark(args)
+    return 0
+
+
+# ------------------------------------------------------------------------------ Grad-CAM
+
+
+def _add_cam_score(sub) -> None:
+    p = sub.add_parser(
+        "cam-score",
+        help="Grad-CAM localisation score of a checkpoint against lesion masks",
+        description="Grad-CAM maps of a checkpoint on a folder of images, scored against lesion "
+        "masks: energy inside the mask and pointing game, per image and on average. Without "
+        "--masks, APPROXIMATE masks from classical segmentation are used (labelled so).",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="last.pt / best.pt written by fit")
+    p.add_argument("--images", required=True, type=Path, help="{benign,malignant}/* folder or a flat folder of images")
+    p.add_argument("--masks", type=Path, default=None, help="folder of binary masks matched by file stem")
+    p.add_argument("--out", required=True, type=Path, help="JSON file to write (atomically)")
+    p.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's training size")
+    p.add_argument("--method", default="gradcam", choices=cam.METHODS)
+    p.add_argument("--layer", default=None, help="dotted target layer name (default: per architecture)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    p.add_argument("--faithfulness", action="store_true", help="add ROAD and confidence change (slow: seconds per image at 128 px)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_cam_score)
+
+
+def _run_cam_score(args) -> int:
+    result = cam.cam_score(
+        args.checkpoint, args.images, args.masks, image_size=args.image_size, method=args.method,
+        layer=args.layer, batch_size=args.batch_size, limit=args.limit,
+        with_faithfulness=args.faithfulness, device=args.device, seed=args.seed,
+    )
+    cam.write_score(result, args.out)
+    s = result["summary"]
+    e, pg = s["energy_inside"], s["pointing_game"]
+    print(f"{s['n_images']} images, {result['mask_kind']} masks, {result['method']} at "
+          f"{result['target_layer']} ({result['cam_map_size'][0]}×{result['cam_map_size'][1]} map at "
+          f"{result['image_size']} px)")
+    print(f"energy inside mask {e['mean']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]  "
+          f"pointing game {pg['mean']:.3f} [{pg['ci_low']:.3f}, {pg['ci_high']:.3f}]  "
+          f"chance {s['chance']:.3f}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- the lab
+
+
+def _add_lab(sub) -> None:
+    p = sub.add_parser("lab", help="course lab: check the exercise format, write student copies, grade")
+    lab_sub = p.add_subparsers(dest="lab_command", required=True)
+    ck = lab_sub.add_parser("check", help="check the exercise format of every chapter")
+    ck.add_argument("chapters", nargs="*", type=Path)
+    ck.set_defaults(func=_run_lab_check)
+    st = lab_sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
+    st.add_argument("--out", type=Path, default=book_tools.ROOT / "student")
+    st.set_defaults(func=_run_student)
+    gr = lab_sub.add_parser("grade", help="execute submitted notebooks and tabulate the exercise checks")
+    gr.add_argument("notebooks", nargs="+", type=Path)
+    gr.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    gr.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    gr.set_defaults(func=_run_lab_grade)
+
+
+def _run_lab_check(args) -> int:
+    chapters = args.chapters or book_tools.chapter_sources()
+    problems = check_exercises(chapters)
+    for p in problems:
+        print(f"❌ {p}")
+    if not problems:
+        print(f"✅ exercises of {len(chapters)} chapter(s) follow the lab format")
+    return 1 if problems else 0
+
+
+def _run_lab_grade(args) -> int:
+    table = grade_notebooks(args.notebooks, timeout=args.timeout)
+    print(table.to_string(index=False))
+    if args.csv:
+        results.write_csv(args.csv, table)
+    summary = table.groupby("notebook")["passed"].agg(["sum", "count"])
+    for name, row in summary.iterrows():
+        print(f"{name}: {int(row['sum'])} of {int(row['count'])} exercises pass")
+    return 0
+
+
+def _run_student(args) -> int:
+    make_student_copies(book_tools.chapter_sources(), args.out)
+    return 0
+
+
+# ------------------------------------------------------------------------------ the book
+
+
+def _add_book(sub) -> None:
+    p = sub.add_parser("book", help="chapter pairs (.py + .ipynb): check, badges, execute, student copies")
+    book_sub = p.add_subparsers(dest="book_command", required=True)
+    book_sub.add_parser("check", help="check chapter pairs, stored outputs and Colab links").set_defaults(
+        func=lambda args: 1 if book_tools.check() else 0)
+    book_sub.add_parser("badges", help="rewrite Colab badges and install lines from _config.yml").set_defaults(
+        func=lambda args: book_tools.fix_badges() or 0)
+    ex = book_sub.add_parser("execute", help="execute chapters (ci profile) and store their outputs")
+    ex.add_argument("chapters", nargs="*", type=Path)
+    ex.add_argument("--profile", default="ci")
+    ex.set_defaults(func=lambda args: book_tools.execute(args.chapters or book_tools.chapter_sources(),
+                                                         profile=args.profile) or 0)
+    st = book_sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
+    st.add_argument("--out", type=Path, default=book_tools.ROOT / "student")
+    st.set_defaults(func=_run_student)
+
+
+# ---------------------------------------------------------------------------- the parser
+
+COMMANDS = (_add_data, _add_audit, _add_train, _add_evaluate, _add_bench, _add_gpu_bench, _add_cam_score,
+            _add_lab, _add_book)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``skinlesion`` parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; returns the exit status (2 for an error a person can fix)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except data.DataError as exc:  # errors for people: one message, no traceback
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The baseline benchmark of chapter 02 (``chapters/02_baselines``): the paper's comparison models
+under one protocol, their cost and their test metrics.
+
+What this module owns
+---------------------
+* :data:`BASELINES` — the paper's eleven comparison models (``models.build_model`` names), each
+  trained by :func:`skinlesion_utils.runs.baseline_config` under the ablation's protocol (same
+  data, split, augmentation, image size and epoch budget: the profile's ``bench_*`` settings).
+* Cost of a model: :func:`model_cost` (parameters; FLOPs at the trained size and at the paper's
+  224 px, counted on the ``meta`` device so that no arithmetic is done) and
+  :func:`cpu_latency` (batch-1 inference time per image on the CPU).
+* :func:`benchmark` — train (or load) every config with :func:`skinlesion_utils.runs.train_all`
+  and collect one row per model: accuracy, precision, recall, specificity, F1 and ROC AUC with
+  stratified-bootstrap 95 % intervals (:func:`skinlesion_utils.metrics.ci_row`), PR AUC,
+  parameters, FLOPs, CPU latency, training time; plus every test prediction (long table).
+* :func:`baseline_summary` — the page's view of a stored ``baselines`` table (another profile's,
+  via :func:`skinlesion_utils.results.other_profiles`).
+
+The tables are written with :func:`skinlesion_utils.results.save` under
+``results/<profile>/02_baselines/`` (``baselines.csv``, ``predictions.csv``, ``meta.json``);
+chapter 09 reads ``baselines.csv``.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..metrics import CI_METRICS, ci_row, ci_strings
+from ..models import build_model, count_flops, count_parameters
+from ..runs import long_predictions, train_all
+
+__all__ = [
+    "BASELINES",
+    "PAPER_IMAGE_SIZE",
+    "model_cost",
+    "cpu_latency",
+    "benchmark",
+    "baseline_summary",
+]
+
+#: The paper's comparison models, in the order of its Table 2 (``models.build_model`` names).
+BASELINES: tuple[str, ...] = (
+    "lenet5", "alexnet", "vgg16", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
+    "squeezenet1_1", "densenet121", "xception", "googlenet",
+)
+#: The paper's input size (px), at which FLOPs are also reported.
+PAPER_IMAGE_SIZE = 224
+
+
+# =========================================================================== cost
+def _build_for(cfg, model_fn=None) -> torch.nn.Module:
+    if model_fn is not None:
+        return model_fn(cfg)
+    return build_model(cfg.model, num_classes=2, pretrained=False, **cfg.kwargs)
+
+
+def model_cost(cfg, model_fn: Callable | None = None, paper_size: int = PAPER_IMAGE_SIZE) -> dict:
+    """Parameters and FLOPs of a config's architecture, without computing anything.
+
+    The model is built on PyTorch's ``meta`` device (shapes only, no memory, no arithmetic) and
+    run once under :class:`torch.utils.flop_counter.FlopCounterMode` via
+    :func:`skinlesion_utils.models.count_flops` (2 FLOPs per multiply-add; convolutions and
+    matrix products only).
+
+    Args:
+        cfg: a :class:`~skinlesion_utils.runs.RunConfig` (model name, kwargs, ``image_size``).
+        model_fn: builds the model from the config instead of ``build_model`` (tests).
+        paper_size: second input size to report (the paper's 224 px).
+
+    Returns:
+        ``dict(params, params_m, gflops, gflops_224)``: parameters (scalars, millions) and GFLOPs
+        per image at ``cfg.image_size`` and at ``paper_size`` (batch 1, forward pass).
+    """
+    with torch.device("meta"):
+        model = _build_for(cfg, model_fn)
+    total, _ = count_parameters(model)
+    return {
+        "params": int(total), "params_m": total / 1e6,
+        "gflops": count_flops(model, cfg.image_size) / 1e9,
+        "gflops_224": count_flops(model, paper_size) / 1e9,
+    }
+
+
+@torch.no_grad()
+def cpu_latency(model: torch.nn.Module, image_size: int, repeats: int = 15, warmup: int = 3,
+                threads: int | None = None) -> dict:
+    """Inference time of one image on the CPU (batch 1, fp32, eval mode, no gradients).
+
+    The weights do not change the time of these dense networks, so an untrained model of the
+    same architecture gives the same number. Denormal floats are flushed to zero during the
+    measurement (an untrained network can produce them, and they are slow on x86).
+
+    Args:
+        model: maps float32 [1, 3, S, S] → logits; moved to the CPU and put in eval mode (its
+            training flag is restored afterwards).
+        image_size: S, pixels.
+        repeats: timed forward passes (the median is reported).
+        warmup: untimed passes first (allocator, oneDNN kernel selection).
+        threads: torch intra-op threads during the measurement (default: the current setting).
+
+    Returns:
+        ``dict(latency_ms, latency_p90_ms, threads)``: median and 90th percentile, milliseconds
+        per image. On a shared machine both include the time other processes took.
+    """
+    was_training = model.training
+    model = model.cpu().eval()
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    old_denormal = torch.set_flush_denormal(True)
+    x = torch.zeros(1, 3, image_size, image_size)
+    try:
+        for _ in range(warmup):
+            model(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.set_flush_denormal(False if not old_denormal else True)
+        model.train(was_training)
+    ms = 1000 * np.asarray(times)
+    return {"latency_ms": float(np.median(ms)), "latency_p90_ms": float(np.percentile(ms, 90)),
+            "threads": int(threads or old_threads)}
+
+
+# =========================================================================== the benchmark
+def benchmark(configs: Mapping[str, object], *, cache_dir=None, progress: bool = False, verbose: bool = True,
+              model_fn: Callable | None = None, latency: bool = True, n_boot: int = 1000,
+              seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train (or load from the run cache) every config and tabulate results, cost and time.
+
+    Args:
+        configs: ``{model label: RunConfig}``, e.g. ``{m: runs.baseline_config(m) for m in BASELINES}``.
+        cache_dir: run cache folder (default: the profile's).
+        progress: tqdm bars while decoding and training.
+        verbose: print one line per model (its test accuracy and AUC, trained or loaded).
+        model_fn: custom builder (tests); the config's ``model`` name must identify it.
+        latency: measure :func:`cpu_latency` at the config's image size (on a freshly built
+            model of the architecture, so no checkpoint has to be read).
+        n_boot, seed: stratified bootstrap of the intervals.
+
+    Returns:
+        ``(table, predictions)``. ``table``: one row per label (index ``model``) with
+        ``accuracy, precision, recall, specificity, f1, roc_auc`` (fractions) each with
+        ``_low``/``_high`` (95 % interval), ``pr_auc``, ``params``, ``params_m``, ``gflops``
+        (per image at the trained size), ``gflops_224``, ``latency_ms`` (CPU, batch 1),
+        ``train_seconds`` (wall), ``train_images_per_second``, ``epochs``, ``image_size``,
+        ``n_train``, ``recipe``, ``device`` and the run ``key``. ``predictions``: long table
+        ``model, id, y_true, y_score`` (P(malignant) on the test images).
+    """
+    runs = train_all(configs, cache_dir, progress, model_fn, verbose)
+    rows = []
+    for label, run in runs.items():
+        cfg = run.config
+        p = run.predictions
+        row = {"model": label, **ci_row(p["y_true"].to_numpy(), p["y_score"].to_numpy(), CI_METRICS,
+                                        point_only=("pr_auc",), n_boot=n_boot, seed=seed)}
+        row.update(model_cost(cfg, model_fn))
+        if latency:
+            row["latency_ms"] = cpu_latency(_build_for(cfg, model_fn), cfg.image_size)["latency_ms"]
+        t = run.results["timing"]
+        row.update(train_seconds=t["train_seconds"], train_images_per_second=t["train_images_per_second"],
+                   epochs=cfg.epochs, image_size=cfg.image_size, n_train=run.results["resolved"]["n_train"],
+                   recipe=cfg.recipe, device=run.results.get("device_name", run.results.get("device")),
+                   key=run.dir.name)
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("model")
+    preds = long_predictions(runs, lambda label: {"model": label})
+    return table, preds
+
+
+def baseline_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Chapter 02's view of a stored ``baselines`` table: accuracy and ROC AUC with their
+    intervals, GFLOPs and training seconds, one row per model."""
+    return ci_strings(table, ["accuracy", "roc_auc"]).join(table[["gflops", "train_seconds"]])
