@@ -45,9 +45,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from skinlesion_utils import experiments, models, paper, plots
+from skinlesion_utils import metrics, models, paper, plots, results, runs, verdicts
 from skinlesion_utils.chapter import start_chapter
 from skinlesion_utils.profiles import profile
+from skinlesion_utils.studies import ch02_baselines
 
 ch = start_chapter("02_baselines")
 P = ch.profile
@@ -63,7 +64,7 @@ CHAPTER = "02_baselines"
 
 # %%
 print("baselines in v1:", paper.claim("baselines.count_v1").label)
-recipes = pd.DataFrame(paper.recipe_table()).T.loc[list(experiments.BASELINES),
+recipes = pd.DataFrame(paper.recipe_table()).T.loc[list(ch02_baselines.BASELINES),
                                                    ["optimizer", "lr", "batch_size", "epochs", "pretrained", "script"]]
 recipes["pretrained"] = recipes["pretrained"].fillna("— (no script)")
 recipes["script"] = recipes["script"].fillna("— (no script)")
@@ -80,13 +81,13 @@ recipes
 #
 # ## One protocol
 #
-# `experiments.baseline_config(name, P)` is chapter 06's ablation config with only the model
+# `runs.baseline_config(name, P)` is chapter 06's ablation config with only the model
 # swapped, so the eleven baselines and the six fusion variants of chapter 06 share one
 # protocol by construction:
 
 # %%
-configs = {name: experiments.baseline_config(name, P) for name in experiments.BASELINES}
-settings = experiments.settings_table(configs)
+configs = {name: runs.baseline_config(name, P) for name in ch02_baselines.BASELINES}
+settings = runs.settings_table(configs)
 settings
 
 # %%
@@ -140,7 +141,7 @@ print(f"the full profile: {full.bench_image_size} px, {full.bench_epochs} epochs
 
 # %%
 # NBVAL_CHECK_OUTPUT
-cost = pd.DataFrame({name: experiments.model_cost(cfg) for name, cfg in configs.items()}).T
+cost = pd.DataFrame({name: ch02_baselines.model_cost(cfg) for name, cfg in configs.items()}).T
 cost["ratio_224"] = cost["gflops_224"] / cost["gflops"]
 print(cost[["params_m", "gflops", "gflops_224", "ratio_224"]].astype(float).round(3).to_string())
 
@@ -153,7 +154,7 @@ print(cost[["params_m", "gflops", "gflops_224", "ratio_224"]].astype(float).roun
 #
 # ## Train and evaluate
 #
-# `experiments.benchmark` trains each config once (or loads it from the run cache), evaluates
+# `ch02_baselines.benchmark` trains each config once (or loads it from the run cache), evaluates
 # the final weights on the 660 test images with stratified-bootstrap 95 % intervals
 # {cite}`efron1993bootstrap`, and adds cost, the CPU latency of one image (batch 1, fp32) and
 # the wall-clock training time. The results go to `results/<profile>/02_baselines/` with the
@@ -163,19 +164,19 @@ print(cost[["params_m", "gflops", "gflops_224", "ratio_224"]].astype(float).roun
 
 # %%
 t0 = time.perf_counter()
-table, predictions = experiments.benchmark(configs, n_boot=1000)
+table, predictions = ch02_baselines.benchmark(configs, n_boot=1000)
 bench_seconds = time.perf_counter() - t0
-written = experiments.save(CHAPTER, {"baselines": table, "predictions": predictions.set_index("model")}, {
+written = results.save(CHAPTER, {"baselines": table, "predictions": predictions.set_index("model")}, {
     "settings": settings.reset_index().to_dict(orient="records"),
     "n_boot": 1000, "bench_seconds": bench_seconds,
 })
 print(f"benchmark: {bench_seconds / 60:.1f} min; written:", ", ".join(p.name for p in written.values()))
 
 # %%
-stored = experiments.load(CHAPTER, "baselines", profile=P)
-meta = experiments.load(CHAPTER, "meta", profile=P)
-print("results from:", experiments.provenance_line(meta))
-shown = experiments.ci_strings(stored, decimals=3)
+stored = results.load(CHAPTER, "baselines", profile=P)
+meta = results.load(CHAPTER, "meta", profile=P)
+print("results from:", results.provenance_line(meta))
+shown = metrics.ci_strings(stored, decimals=3)
 shown["params (M)"] = stored["params_m"].round(2)
 shown["GFLOPs"] = stored["gflops"].round(3)
 shown["CPU ms/img"] = stored["latency_ms"].round(1)
@@ -194,7 +195,7 @@ fig.axes[0].set_xlabel(f"GFLOPs per image at {cfg0.image_size} px (log scale)")
 plt.show()
 
 # %%
-preds = experiments.load(CHAPTER, "predictions", profile=P).reset_index()
+preds = results.load(CHAPTER, "predictions", profile=P).reset_index()
 curves = {m: (g["y_true"].to_numpy(), g["y_score"].to_numpy()) for m, g in preds.groupby("model", sort=False)}
 fig, ax = plt.subplots(figsize=(6.5, 6))
 ax.set_prop_cycle(color=list(plt.cm.tab10.colors) + ["black"])  # eleven distinct colours
@@ -208,7 +209,7 @@ plt.show()
 # The paper's Table 2 would go here, next to our rows.
 
 # %%
-paper_t2, note, claims = experiments.paper_table_or_note(
+paper_t2, note, claims = paper.paper_table_or_note(
     2, ["headline.accuracy", "headline.roc_auc", "headline.pr_auc", "gain.accuracy_over_resnet50",
         "baselines.count_v1"])
 print(note)
@@ -222,7 +223,7 @@ paper_t2 if paper_t2 is not None else claims
 # device, date and commit — never otherwise.
 
 # %%
-others = experiments.other_profiles(CHAPTER, "baselines", P.name, experiments.baseline_summary)
+others = results.other_profiles(CHAPTER, "baselines", P.name, ch02_baselines.baseline_summary)
 if not others:
     print(f"No stored results of another profile for {CHAPTER} (results/full/{CHAPTER}/ is written by a real "
           "`full` run of this chapter on a GPU).")
@@ -365,7 +366,7 @@ lab.ch02.check_pareto_front(pareto_front);
 # beside what this execution measured.
 
 # %%
-floors = experiments.floors_table([
+floors = verdicts.floors_table([
     ("lowest ROC AUC (no model reliably worse than chance)", 0.40, stored["roc_auc"].min()),
     ("models with the whole AUC interval above 0.5", 7, int((stored["roc_auc_low"] > 0.5).sum())),
     ("models with ROC AUC ≥ 0.80", 5, int((stored["roc_auc"] >= 0.80).sum())),
@@ -376,10 +377,10 @@ floors = experiments.floors_table([
 floors.round(3)
 
 # %%
-assert list(stored.index) == list(experiments.BASELINES)
-assert (preds.groupby("model").size() == 660).all() and set(preds["model"]) == set(experiments.BASELINES)
+assert list(stored.index) == list(ch02_baselines.BASELINES)
+assert (preds.groupby("model").size() == 660).all() and set(preds["model"]) == set(ch02_baselines.BASELINES)
 assert settings.drop(columns=["model", "optimizer", "lr"]).nunique().max() == 1, "one protocol for every model"
-for m in experiments.CI_METRICS:
+for m in metrics.CI_METRICS:
     assert ((stored[f"{m}_low"] <= stored[m] + 1e-9) & (stored[m] <= stored[f"{m}_high"] + 1e-9)).all(), m
 assert (stored["params"] > 0).all() and (stored["gflops"] > 0).all() and (stored["latency_ms"] > 0).all()
 assert floors["passes"].all(), floors[~floors["passes"]]

@@ -49,9 +49,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from skinlesion_utils import data, models, paper, plots
+from skinlesion_utils import data, fusion, models, paper, plots
 from skinlesion_utils.chapter import start_chapter
-from skinlesion_utils.train import normalise
+from skinlesion_utils.augment import normalise
+from skinlesion_utils.studies import ch03_asff
 
 ch = start_chapter("03_asff_derivation")
 P = ch.profile
@@ -87,7 +88,7 @@ ASFF = ("asff_text", "asff_code", "asff_spatial")
 #
 # In the paper's model there are two levels and one target, `layer3`'s grid: $x^1 = F_1$
 # (layer3) and $x^{2\to 1} = F_2 = A(\text{layer4})$, where $A$ is a bilinear resize to 14×14
-# followed by a 1×1 convolution to 1024 channels (`models.LevelAlign`, copied from the
+# followed by a 1×1 convolution to 1024 channels (`fusion.LevelAlign`, copied from the
 # released code).
 #
 # A word on numbering: the paper's method section (its equations 1–7) could not be read by this
@@ -132,7 +133,7 @@ print(paper.load_claims()["coverage"]["not_read"][0])
 #   holds only if they are held fixed; otherwise the chain rule adds
 #   $J^\top \, \partial L/\partial w$, the path through the weights.
 #
-# `models.eq6_gradient_check` takes the loss $L = \sum y \odot G$ (so $\partial L/\partial y = G$
+# `ch03_asff.eq6_gradient_check` takes the loss $L = \sum y \odot G$ (so $\partial L/\partial y = G$
 # exactly, $G$ random), computes autograd's gradients of layer3 and layer4 in float64, and
 # compares them with eq. 6 — with `detach_weights=True` (weights treated as constants in the
 # backward pass) and without. The features are real: layer3/layer4 maps of 4 test images
@@ -148,10 +149,10 @@ print("batch:", tuple(x.shape), "labels:", test.labels[picked].bincount(minlengt
 
 asff = {v: models.build_model("asff_resnet50", fusion=v, pretrained=P.pretrained, seed=0).train() for v in ASFF}
 body = asff["asff_text"]
-low, high = models.fusion_inputs(body, x[:4], mode="train")  # no side effect on BatchNorm's statistics
+low, high = ch03_asff.fusion_inputs(body, x[:4], mode="train")  # no side effect on BatchNorm's statistics
 print("layer3:", tuple(low.shape), " layer4:", tuple(high.shape))
 
-eq6 = models.eq6_gradient_table({v: m.fusion for v, m in asff.items()}, low, high, seed=0)
+eq6 = ch03_asff.eq6_gradient_table({v: m.fusion for v, m in asff.items()}, low, high, seed=0)
 eq6.columns = ["|autograd − eq.6| layer3", "|autograd − eq.6| layer4",
                "|autograd − eq.6 − weight path| layer3", "|autograd − eq.6 − weight path| layer4",
                "max |grad| layer3", "max |grad| layer4"]
@@ -193,22 +194,22 @@ eq6.style.format("{:.2e}")
 # package's `ASFFText` implements exactly this; its forward pass and its weight branch:
 
 # %%
-print(inspect.getsource(models.ASFFText.forward))
-print(inspect.getsource(models._GlobalWeights.forward))
+print(inspect.getsource(fusion.ASFFText.forward))
+print(inspect.getsource(fusion.GlobalWeights.forward))
 
 # %% [markdown]
 # ## 4 · Every shape at 224 px
 #
 # The figure below is drawn from one real forward pass of `asff_text` on a test image at
 # 224 px (the paper's size, whatever the profile): forward hooks on the modules record each
-# output, `models.fusion_walkthrough` collects them, and `plots.plot_fusion_walkthrough` draws
+# output, `ch03_asff.fusion_walkthrough` collects them, and `plots.plot_fusion_walkthrough` draws
 # them. No shape on it is typed by hand. The table is checked exactly by CI.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 root = data.locate("isic_balanced")
 image = torch.from_numpy(data.decode_image(root / test.ids[0], 224))[None]  # uint8 [1, 3, 224, 224]
-walk = models.fusion_walkthrough(body, normalise(image))
+walk = ch03_asff.fusion_walkthrough(body, normalise(image))
 print(walk[["step", "operation", "shape_text"]].to_string(index=False))
 
 # %%
@@ -256,14 +257,14 @@ for v, m in asff.items():
         _, w = m.eval()(x, return_weights=True)
     m.train()
     rows.append({"fusion": v, "weights shape": tuple(w.shape), "sum over dim 1": "1" if torch.allclose(w.sum(1), torch.ones(())) else "≠ 1",
-                 "equal-logit weight": f"1/{round(1 / models.uniform_weight(m.fusion))}",
+                 "equal-logit weight": f"1/{round(1 / m.fusion.uniform_weight())}",
                  "fusion parameters": models.count_parameters(m.fusion)[0]})
 print(pd.DataFrame(rows).set_index("fusion").to_string())
 
 # %% [markdown]
 # ### The weights at initialisation
 #
-# What does each variant do before any training? `models.fusion_init_state` runs the batch of
+# What does each variant do before any training? `ch03_asff.fusion_init_state` runs the batch of
 # 32 test images through each model in **training mode** — BatchNorm normalises with the
 # batch's own statistics, which is what the first optimisation step sees — and in **eval
 # mode**, where BatchNorm uses its running statistics; it records the weight each variant
@@ -273,7 +274,7 @@ print(pd.DataFrame(rows).set_index("fusion").to_string())
 # %%
 samples, scales = [], []
 for v, m in asff.items():
-    w, s = models.fusion_init_state(m, x)
+    w, s = ch03_asff.fusion_init_state(m, x)
     samples.append(w.assign(variant=v))
     scales.append(s.assign(variant=v).reset_index())
 samples = pd.concat(samples, ignore_index=True)
@@ -284,7 +285,7 @@ summary["max / uniform"] = summary["max"] / summary["uniform"]
 summary.join(scales).style.format({c: "{:.3g}" for c in summary.columns.drop("values").tolist() + scales.columns.tolist()})
 
 # %%
-fig = plots.plot_fusion_weights(samples, title=f"Weight on layer3 at initialisation, 32 test images at {P.image_size} px")
+fig = plots.plot_fusion_weight_histogram(samples, title=f"Weight on layer3 at initialisation, 32 test images at {P.image_size} px")
 plt.show()
 
 code_train = samples[(samples.variant == "asff_code") & (samples["mode"] == "train")]["value"]
@@ -324,12 +325,12 @@ print(f"asff_code, training mode: every w_c between {code_train.min() * 1024:.2f
 # not torchvision's single FC, so two references are given: "vs resnet50" (the plain
 # torchvision model) and "vs none" (ResNet-50 with the released head, which isolates the
 # fusion). `asff_text, project_first` swaps resize and projection: the same output (both are
-# linear and the resize preserves constants; tested in `tests/test_models.py`) at a quarter of
+# linear and the resize preserves constants; tested in `tests/test_fusion.py`) at a quarter of
 # the projection's cost.
 
 # %%
 start = time.time()
-cost = models.fusion_overhead_table(image_size=224)
+cost = ch03_asff.fusion_overhead_table(image_size=224)
 print(f"8 models built and counted at 224 px in {time.time() - start:.0f} s")
 
 # %%

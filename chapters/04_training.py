@@ -52,7 +52,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from skinlesion_utils import augment, bench, data, models, paper, plots, profiles, results, runs, splits, train
+from skinlesion_utils import augment, bench, checkpoints, data, models, paper, plots, profiles, results, runs, splits, train
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("04_training")
@@ -249,7 +249,7 @@ print(f"one-time decode of all {n_train_split} training images (what the store p
 small = train_store.subset(list(range(0, len(train_store), 8)))
 demo_train, demo_val = splits.train_val_split(small, 0.25, seed=0)
 demo = dict(recipe="fast", epochs=3, batch_size=32, seed=0, device="cpu", progress=False,
-            model_spec=train.make_model_spec("lenet5", image_size=P.image_size))
+            model_spec=checkpoints.make_model_spec("lenet5", image_size=P.image_size))
 work = P.cache_dir / "ch04-resume-demo"
 shutil.rmtree(work, ignore_errors=True)
 
@@ -271,7 +271,7 @@ train.seed_everything(0)
 try:
     train.fit(models.build_model("lenet5"), demo_train, demo_val, out_dir=work / "cut", on_epoch_end=drop_after_epoch_2, **demo)
 except Disconnect:
-    ckpt = train.read_checkpoint(work / "cut" / "last.pt")  # what the resume below starts from
+    ckpt = checkpoints.read_checkpoint(work / "cut" / "last.pt")  # what the resume below starts from
     print("disconnected; last.pt holds epoch", ckpt["epoch"])
 
 train.seed_everything(123)  # a new session: other random initial weights, overwritten by the checkpoint
@@ -312,7 +312,7 @@ pd.DataFrame({"holds": {k: describe_entry(k, v) for k, v in ckpt.items()}})
 # a finished run only evaluates):
 
 # %%
-final = train.read_checkpoint(work / "cut" / "last.pt")
+final = checkpoints.read_checkpoint(work / "cut" / "last.pt")
 print(f"epoch {final['epoch']}: optimizer {describe_entry('optimizer', final['optimizer'])}")
 
 # %% [markdown]
@@ -384,7 +384,7 @@ history.round(4)
 
 # %%
 m, timing = run.metrics, run.results["timing"]
-steps = train.read_checkpoint(run.checkpoint("last"))["scheduler"]["last_epoch"]
+steps = checkpoints.read_checkpoint(run.checkpoint("last"))["scheduler"]["last_epoch"]
 pd.Series({
     "test images": m["n"], "accuracy": round(m["accuracy"], 4), "ROC AUC": round(m["roc_auc"], 4),
     "sensitivity (recall)": round(m["recall"], 4), "specificity": round(m["specificity"], 4),

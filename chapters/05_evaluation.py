@@ -46,7 +46,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from skinlesion_utils import data, metrics, paper, plots, results, runs
+from skinlesion_utils import data, metrics, paper, plots, results, runs, verdicts
 from skinlesion_utils.chapter import start_chapter
 
 ch = start_chapter("05_evaluation")
@@ -290,7 +290,7 @@ printed = {  # Decimal keeps the printed precision (no float noise in the differ
     RESNET_V2: str(Decimal(head.versions["v2"]) - Decimal(gain.value)),
     RESNET_V1: str(Decimal(head.versions["v1"]) - Decimal(gain_v1.value)),
 }
-consistency = metrics.achievability_table(printed, n_test)
+consistency = verdicts.achievability_table(printed, n_test)
 
 # %% [markdown]
 # The second half of the check asks whether a row's recall and specificity imply its accuracy:
@@ -430,7 +430,7 @@ lab.ch05.check_sensitivity_specificity(sensitivity_specificity);
 # printed** (`"87.5"`, `"93.20"` — a trailing zero counts as a printed decimal), `n` the
 # number of images. Return `True` when some integer $k \in \{0, \dots, n\}$ has $100k/n$ within
 # half a unit of the last printed digit of the value, else `False`. Do not call the package's
-# `metrics.nearest_fraction`.
+# `verdicts.nearest_fraction`.
 
 # %% tags=["solution", "hide-input"]
 def is_achievable(printed: str, n: int) -> bool:

@@ -46,9 +46,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from skinlesion_utils import experiments, metrics, paper, plots, runs
+from skinlesion_utils import fusion, metrics, paper, plots, results, runs, verdicts
 from skinlesion_utils.chapter import start_chapter
 from skinlesion_utils.data import ImageTensorStore
+from skinlesion_utils.studies import ch06_ablation
 
 ch = start_chapter("06_ablation")
 P = ch.profile
@@ -83,10 +84,10 @@ CHAPTER = "06_ablation"
 # same for every run.
 
 # %%
-configs = {f"{f} (seed {s})": runs.ablation_config(f, s, profile=P) for s in P.seeds for f in experiments.FUSIONS}
-settings = experiments.settings_table(configs)
-print(f"{len(configs)} runs = {len(experiments.FUSIONS)} fusions × {len(P.seeds)} seeds {tuple(P.seeds)}")
-settings.drop(columns=["model"]).head(len(experiments.FUSIONS))
+configs = {f"{f} (seed {s})": runs.ablation_config(f, s, profile=P) for s in P.seeds for f in fusion.FUSIONS}
+settings = runs.settings_table(configs)
+print(f"{len(configs)} runs = {len(fusion.FUSIONS)} fusions × {len(P.seeds)} seeds {tuple(P.seeds)}")
+settings.drop(columns=["model"]).head(len(fusion.FUSIONS))
 
 # %% [markdown]
 # The `ci` budget is the same as chapter 02's: 64-px images, from random initialisation, a few
@@ -100,20 +101,20 @@ settings.drop(columns=["model"]).head(len(experiments.FUSIONS))
 
 # %%
 t0 = time.perf_counter()
-runs_table, predictions, trained = experiments.ablation(experiments.FUSIONS, P.seeds, profile=P, n_boot=1000)
+runs_table, predictions, trained = ch06_ablation.ablation(fusion.FUSIONS, P.seeds, profile=P, n_boot=1000)
 ablation_seconds = time.perf_counter() - t0
-tests = experiments.paired_tests(predictions, reference="none", n_boot=2000)
-verdict = experiments.gain_vs_noise(runs_table, tests, reference="none")
+tests = ch06_ablation.paired_tests(predictions, reference="none", n_boot=2000)
+verdict = ch06_ablation.gain_vs_noise(runs_table, tests, reference="none")
 
 test_store = ImageTensorStore.from_dataset("isic_balanced", split="test", resolution=runs_table["image_size"].iloc[0],
                                            progress=False)
-weights = experiments.fusion_weight_table(trained, test_store)
+weights = fusion.fusion_weight_table(trained, test_store)
 weight_summary = (weights.groupby(["fusion", "seed", "y_true"])
                   [["layer3_share", "layer3_max", "layer3_sd", "effective_n"]].mean().reset_index())
 weight_summary["class"] = weight_summary["y_true"].map(dict(enumerate(("benign", "malignant"))))
 first = weights[weights["seed"] == P.seeds[0]].round(6)
-readings = experiments.fusion_weight_readings(weights)
-written = experiments.save(CHAPTER, {
+readings = fusion.fusion_weight_readings(weights)
+written = results.save(CHAPTER, {
     "runs": runs_table.set_index(["fusion", "seed"]), "predictions": predictions.set_index(["fusion", "seed"]),
     "paired_tests": tests.set_index(["kind", "fusion", "seed"]), "verdict": verdict,
     "fusion_weights_seed0": first.set_index(["fusion", "seed"]),
@@ -128,10 +129,10 @@ print(f"ablation: {ablation_seconds / 60:.1f} min; written:", ", ".join(p.name f
 # The tables and figures below are read back from `results/<profile>/06_ablation/`.
 
 # %%
-table = experiments.load(CHAPTER, "runs", profile=P).reset_index()
-meta = experiments.load(CHAPTER, "meta", profile=P)
-print("results from:", experiments.provenance_line(meta))
-per_run = experiments.ci_strings(table.set_index(["fusion", "seed"]), ["accuracy", "roc_auc"])
+table = results.load(CHAPTER, "runs", profile=P).reset_index()
+meta = results.load(CHAPTER, "meta", profile=P)
+print("results from:", results.provenance_line(meta))
+per_run = metrics.ci_strings(table.set_index(["fusion", "seed"]), ["accuracy", "roc_auc"])
 per_run
 
 # %%
@@ -141,7 +142,7 @@ summary[["accuracy", "roc_auc", "recall", "specificity"]]
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 for ax, m in zip(axes, ("accuracy", "roc_auc")):
-    plots.plot_points_mean_sd(table, "fusion", m, ax=ax, order=list(experiments.FUSIONS))
+    plots.plot_points_mean_sd(table, "fusion", m, ax=ax, order=list(fusion.FUSIONS))
 fig.tight_layout()
 plt.show()
 
@@ -166,13 +167,13 @@ plt.show()
 # that means nothing.
 
 # %%
-paired = experiments.load(CHAPTER, "paired_tests", profile=P).reset_index()
+paired = results.load(CHAPTER, "paired_tests", profile=P).reset_index()
 paired.round(4)
 
 # %% [markdown]
 # ## Gain or noise?
 #
-# `experiments.gain_vs_noise` calls a difference *larger than noise* — a gain, or a loss when
+# `ch06_ablation.gain_vs_noise` calls a difference *larger than noise* — a gain, or a loss when
 # the fusion is worse than `none` — only if it has the same sign for every seed, every seed's
 # paired test rejects "no difference" at the 5 % level, and the mean difference is more than
 # twice the seed-to-seed standard deviation of the metric (of `none` and of the fusion itself).
@@ -180,7 +181,7 @@ paired.round(4)
 # proof — which is why `full` uses five.
 
 # %%
-v = experiments.load(CHAPTER, "verdict", profile=P, index=["fusion", "metric"])
+v = results.load(CHAPTER, "verdict", profile=P, index=["fusion", "metric"])
 v.round(4)
 
 # %%
@@ -191,7 +192,7 @@ for f, g in acc_gain.items():
     print(f"  {f:13s} mean accuracy gain over none here: {100 * g:+.2f} points ({g * 660:+.1f} images), "
           f"verdict: {v.loc[(f, 'accuracy'), 'verdict']}")
 noise = paired[paired["kind"] == "seed noise"]
-for r, rejects in zip(noise.itertuples(), experiments.rejects_no_difference(noise).any(axis=1)):
+for r, rejects in zip(noise.itertuples(), ch06_ablation.rejects_no_difference(noise).any(axis=1)):
     print(f"seed noise: none (seed {r.seed}) against {r.versus}: {100 * r.accuracy_delta:+.2f} points, "
           f"McNemar p = {r.mcnemar_p:.3f}, AUC difference [{r.auc_delta_low:+.3f}, {r.auc_delta_high:+.3f}] — "
           f"{'a paired test alone would call this significant' if rejects else 'not significant'}")
@@ -207,22 +208,22 @@ for r, rejects in zip(noise.itertuples(), experiments.rejects_no_difference(nois
 # positions for `asff_spatial`. Per fusion, seed and class (0 = benign, 1 = malignant):
 
 # %%
-ws = experiments.load(CHAPTER, "fusion_weight_summary", profile=P).reset_index()
+ws = results.load(CHAPTER, "fusion_weight_summary", profile=P).reset_index()
 ws.round(4)
 
 # %%
-w0 = experiments.load(CHAPTER, "fusion_weights_seed0", profile=P).reset_index()
-fig = experiments.plot_fusion_weights(w0)
+w0 = results.load(CHAPTER, "fusion_weights_seed0", profile=P).reset_index()
+fig = plots.plot_fusion_weights_by_class(w0)
 fig.suptitle(f"Fusion weights over the 660 test images (seed {P.seeds[0]})", y=1.03, fontsize=10)
 plt.show()
 
 # %% [markdown]
-# The histograms show where the weights sit; `experiments.fusion_weight_readings` turns them
+# The histograms show where the weights sit; `fusion.fusion_weight_readings` turns them
 # into one sentence per trained model (an image counts as "layer3 switched off" when its
 # layer-3 weight is below 0.01, i.e. layer3 contributes under 1 % of the fused map):
 
 # %%
-readings = experiments.load(CHAPTER, "fusion_weight_readings", profile=P).reset_index()
+readings = results.load(CHAPTER, "fusion_weight_readings", profile=P).reset_index()
 display(readings.drop(columns=["reading"]).round(4))
 display(Markdown("\n".join(f"- **{r.fusion}**, seed {r.seed}: {r.reading}." for r in readings.itertuples())))
 
@@ -250,7 +251,7 @@ display(Markdown("\n".join(f"- **{r.fusion}**, seed {r.seed}: {r.reading}." for 
 # The paper's Table 3 (no fusion / sum / concatenation / ASFF) would go here.
 
 # %%
-paper_t3, note, claims = experiments.paper_table_or_note(
+paper_t3, note, claims = paper.paper_table_or_note(
     3, ["gain.accuracy_over_resnet50", "gain.accuracy_over_resnet50_v1_summary", "headline.accuracy"])
 print(note)
 paper_t3 if paper_t3 is not None else claims
@@ -263,18 +264,18 @@ paper_t3 if paper_t3 is not None else claims
 # they exist, with their device, date and commit.
 
 # %%
-ref = experiments.gpu_reference()
+ref = results.gpu_reference()
 if ref is None:
     print("No GPU reference yet (results/full/gpu-bench/reference.json is written by `make gpu-bench` on a GPU).")
 else:
-    print("GPU reference:", experiments.provenance_line({"profile": "full", **ref}))
+    print("GPU reference:", results.provenance_line({"profile": "full", **ref}))
     print("setup:", {k: ref["setup"].get(k) for k in ("image_size", "epochs", "batch_size", "recipe", "pretrained")})
-    display(experiments.ci_strings(ref["table"], ["accuracy", "roc_auc"]))  # noqa: F821
+    display(metrics.ci_strings(ref["table"], ["accuracy", "roc_auc"]))  # noqa: F821
     mc, ad = ref["paired"].get("mcnemar", {}), ref["paired"].get("auc_difference", {})
     print(f"McNemar b = {mc.get('b')}, c = {mc.get('c')}, p = {mc.get('p_value', float('nan')):.3g}; "
           f"AUC difference {ad.get('delta', float('nan')):+.4f} [{ad.get('low', float('nan')):+.4f}, "
           f"{ad.get('high', float('nan')):+.4f}]")
-for line, summary in experiments.other_profiles(CHAPTER, "runs", P.name, experiments.ablation_summary):
+for line, summary in results.other_profiles(CHAPTER, "runs", P.name, ch06_ablation.ablation_summary):
     print(line)
     display(summary)  # noqa: F821
 
@@ -375,7 +376,7 @@ lab.ch06.check_mcnemar_p(mcnemar_p);
 # beside what this execution measured.
 
 # %%
-floors = experiments.floors_table([
+floors = verdicts.floors_table([
     ("lowest test ROC AUC of any run", 0.78, table["roc_auc"].min()),
     ("lowest test accuracy of any run", 0.70, table["accuracy"].min()),
     ("mean ROC AUC of `none` (the baseline)", 0.85, table.loc[table["fusion"] == "none", "roc_auc"].mean()),
@@ -383,11 +384,11 @@ floors = experiments.floors_table([
 floors.round(3)
 
 # %%
-assert sorted(zip(table["fusion"], table["seed"])) == sorted((f, s) for f in experiments.FUSIONS for s in P.seeds)
+assert sorted(zip(table["fusion"], table["seed"])) == sorted((f, s) for f in fusion.FUSIONS for s in P.seeds)
 assert len(P.seeds) >= 2, "the ablation needs at least two seeds to measure seed noise"
-preds_back = experiments.load(CHAPTER, "predictions", profile=P).reset_index()
+preds_back = results.load(CHAPTER, "predictions", profile=P).reset_index()
 assert (preds_back.groupby(["fusion", "seed"]).size() == 660).all()
-assert len(paired[paired["kind"] == "fusion"]) == (len(experiments.FUSIONS) - 1) * len(P.seeds)
+assert len(paired[paired["kind"] == "fusion"]) == (len(fusion.FUSIONS) - 1) * len(P.seeds)
 assert paired["mcnemar_p"].between(0, 1).all() and (paired["auc_delta_low"] <= paired["auc_delta_high"]).all()
 assert set(v["verdict"]) <= {"gain larger than noise", "loss larger than noise", "within noise"}
 assert w0["layer3_share"].between(0, 1).all()

@@ -52,7 +52,7 @@ import torch
 from IPython.display import display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from skinlesion_utils import cam, data, experiments, metrics, models, paper, plots, results, runs, splits
+from skinlesion_utils import cam, data, fusion, localisation, metrics, models, paper, plots, results, runs, splits
 from skinlesion_utils.chapter import start_chapter
 from skinlesion_utils.studies import ch07_gradcam
 
@@ -241,7 +241,7 @@ print(f"{len(maps)} sets of {len(test)} maps in {time.perf_counter() - t0:.0f} s
 # and at `layer3`. Titles give $P(\text{malignant})$.
 
 # %%
-masks = cam.approximate_lesion_masks(show.images)  # bool [660, S, S], APPROXIMATE (section 4)
+masks = localisation.approximate_lesion_masks(show.images)  # bool [660, S, S], APPROXIMATE (section 4)
 chosen = ch07_gradcam.select_examples(y, pred["ResNet-50"], pred["ASFF"], per_group=1, seed=0)
 chosen["group"] = chosen["group"].str.replace("A ", "ResNet-50 ").str.replace("B ", "ASFF ")
 chosen.assign(id=[test.ids[i] for i in chosen["index"]], label=[data.CLASSES[c] for c in chosen.label])
@@ -288,9 +288,9 @@ plt.show()
 # page's ASFF model puts on layer3:
 
 # %%
-omega = experiments.fusion_weights(model_of["ASFF"], test)[:, 0].double()
+omega = fusion.fusion_weights(model_of["ASFF"], test)[:, 0].double()
 print(f"ω over the {len(test)} test images: median {omega.median():.2g}, largest {omega.max():.2g}; "
-      f"layer3 contributes under 1 % of the fused map on {(omega < experiments.IGNORED_BELOW).double().mean():.0%} of them")
+      f"layer3 contributes under 1 % of the fused map on {(omega < fusion.IGNORED_BELOW).double().mean():.0%} of them")
 
 # %% [markdown]
 # Whether maps that look plausible here are plausible on average is the next question.
@@ -298,7 +298,7 @@ print(f"ω over the {len(test)} test images: median {omega.median():.2g}, larges
 # ## 4 · All 660 test images: is the map on the lesion?
 #
 # **Masks.** The test images come without lesion segmentations, so the masks are **approximate**
-# (`cam.approximate_lesion_mask`: Otsu's threshold {cite}`otsu1979` on CIE L* lightness, then
+# (`localisation.approximate_lesion_mask`: Otsu's threshold {cite}`otsu1979` on CIE L* lightness, then
 # morphology and the most central component). They outline typical dermoscopy lesions well and
 # fail on lesions barely darker than the skin; every table below says `approximate`. Judge them
 # yourself on twelve seeded random test images:
@@ -325,7 +325,7 @@ print(f"mask area: median {np.median(area):.0%} of the image; empty masks: {(are
 # A map that ignores the image scores, on average, the mask's area share $|M| / hw$ on both —
 # the **chance level**. But dermoscopy images are framed on the lesion, so a map that always
 # points at the centre beats chance without looking at anything. Two controls therefore join the
-# table: the **centre prior** (a fixed Gaussian, `cam.centre_prior`) and each model's map of a
+# table: the **centre prior** (a fixed Gaussian, `localisation.centre_prior`) and each model's map of a
 # **blank image** (one uniform image of the test set's mean colour, `ch07_gradcam.blank_image`), scored
 # against every test mask. A model's maps support "it looks at the lesion" only if they beat
 # both.
@@ -340,7 +340,7 @@ extra = {k: {"pred": pred[k[0]], "p_malignant": p_mal[k[0]]} for k in maps}
 loc = ch07_gradcam.localisation_table(maps, masks, ids=test.ids, labels=y, mask_kind="approximate", extra=extra)
 controls = ch07_gradcam.localisation_table(
     {**{(f"{name} · blank image", layer): m for (name, layer), m in blank_maps.items()},
-     ("centre prior (no model)", "-"): cam.centre_prior(S)},
+     ("centre prior (no model)", "-"): localisation.centre_prior(S)},
     masks, ids=test.ids, labels=y, mask_kind="approximate")
 summary = pd.concat([ch07_gradcam.summary_table(loc, seed=0), ch07_gradcam.summary_table(controls, seed=0)], ignore_index=True)
 for (name, layer), m in blank_maps.items():
@@ -651,29 +651,29 @@ A_ = artifacts.set_index(["model", "layer"])
 F_ = {n: ch07_gradcam.summarise_faithfulness(g, seed=0)["road_combined"] for n, g in road.groupby("model", sort=False)}
 claims = pd.DataFrame([
     ch07_gradcam.claim_row("ASFF's maps put more of their energy on the lesion than chance (last layer)",
-                  *S_.loc[("ASFF", "last"), ["energy_minus_chance", "energy_minus_chance_low", "energy_minus_chance_high"]],
-                  what="energy − area share"),
+                           *S_.loc[("ASFF", "last"), ["energy_minus_chance", "energy_minus_chance_low", "energy_minus_chance_high"]],
+                           what="energy − area share"),
     ch07_gradcam.claim_row("… more than ASFF's map of a blank image (the map depends on the image)",
-                  *P_.loc[("ASFF − its blank-image map", "last"), ["energy_diff", "energy_low", "energy_high"]],
-                  what="paired difference"),
+                           *P_.loc[("ASFF − its blank-image map", "last"), ["energy_diff", "energy_low", "energy_high"]],
+                           what="paired difference"),
     ch07_gradcam.claim_row("… more than a fixed centre prior",
-                  *P_.loc[("ASFF − centre prior", "last"), ["energy_diff", "energy_low", "energy_high"]],
-                  what="paired difference"),
+                           *P_.loc[("ASFF − centre prior", "last"), ["energy_diff", "energy_low", "energy_high"]],
+                           what="paired difference"),
     ch07_gradcam.claim_row("ASFF's maps are on the lesion more than ResNet-50's (default layers, as in the paper's figure)",
-                  *P_.loc[("ASFF − ResNet-50", "last"), ["energy_diff", "energy_low", "energy_high"]],
-                  what="paired difference"),
+                           *P_.loc[("ASFF − ResNet-50", "last"), ["energy_diff", "energy_low", "energy_high"]],
+                           what="paired difference"),
     ch07_gradcam.claim_row("… and at a common layer (layer3, the same grid for both)",
-                  *P_.loc[("ASFF − ResNet-50", "layer3"), ["energy_diff", "energy_low", "energy_high"]],
-                  what="paired difference"),
+                           *P_.loc[("ASFF − ResNet-50", "layer3"), ["energy_diff", "energy_low", "energy_high"]],
+                           what="paired difference"),
     ch07_gradcam.claim_row("ResNet-50's maps go to hair and ruler marks more than their area share (last layer)",
-                  *A_.loc[("ResNet-50", "last"), ["energy_on_marks_minus_marked_share", "energy_on_marks_minus_marked_share_low",
-                                                  "energy_on_marks_minus_marked_share_high"]],
-                  what="energy on marks − marked share"),
+                           *A_.loc[("ResNet-50", "last"), ["energy_on_marks_minus_marked_share", "energy_on_marks_minus_marked_share_low",
+                                                           "energy_on_marks_minus_marked_share_high"]],
+                           what="energy on marks − marked share"),
     ch07_gradcam.claim_row("… and more than ASFF's maps do",
-                  *A_.loc[("ResNet-50", "last"), ["ResNet-50 − ASFF", "ResNet-50 − ASFF low", "ResNet-50 − ASFF high"]],
-                  what="paired difference"),
+                           *A_.loc[("ResNet-50", "last"), ["ResNet-50 − ASFF", "ResNet-50 − ASFF low", "ResNet-50 − ASFF high"]],
+                           what="paired difference"),
     ch07_gradcam.claim_row("ASFF's maps are faithful to the model (ROAD combined > 0)",
-                  F_["ASFF"]["mean"], F_["ASFF"]["ci_low"], F_["ASFF"]["ci_high"], what=f"ROAD, {N_ROAD} images"),
+                           F_["ASFF"]["mean"], F_["ASFF"]["ci_low"], F_["ASFF"]["ci_high"], what=f"ROAD, {N_ROAD} images"),
 ])
 with pd.option_context("display.max_colwidth", 200):
     display(claims[["statement", "holds", "measured", "reading"]])
@@ -694,7 +694,7 @@ with pd.option_context("display.max_colwidth", 200):
 # the models were trained at.
 
 # %%
-asff_last = cam.summarise_localisation(group("ASFF", "last"), seed=0)
+asff_last = localisation.summarise_localisation(group("ASFF", "last"), seed=0)
 cfg = run_of["ASFF"].config
 per_image = pd.DataFrame({"id": list(test.ids), "label": y, "mask_fraction": area, "marked_share": art_score})
 for name in PAIR:

@@ -52,13 +52,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from skinlesion_utils import audit, data, external, image_stats, metrics, paper, plots, results, runs
+from skinlesion_utils import data, image_stats, metrics, paper, plots, results, runs, splits
 from skinlesion_utils.chapter import start_chapter
 from skinlesion_utils.evaluate import evaluate_folder, evaluate_store
+from skinlesion_utils.studies import ch08_external
 
 ch = start_chapter("08_external_validation")
 P = ch.profile
-CHAPTER = external.CHAPTER  # "08_external_validation": where this chapter's numbers are saved
+CHAPTER = ch08_external.CHAPTER  # "08_external_validation": where this chapter's numbers are saved
 
 # %% [markdown]
 # ## Why external validation
@@ -126,7 +127,7 @@ print(pd.DataFrame([paper.check_accuracy(ext_claim.value, n) for n in (n_test, n
 EXT = data.external_dataset_name()
 ext_root = data.locate(EXT)
 ext_ids = sorted(data.get_spec(EXT).manifest_entries())
-ext_part = external.external_split(ext_ids)
+ext_part = splits.external_split(ext_ids)
 ext_class = pd.Series([i.split("/")[-2] for i in ext_ids], index=ext_part.index, name="class")
 print(EXT, "—", len(ext_ids), "images")
 print(pd.crosstab(ext_part, ext_class, margins=True, margins_name="total").to_string())
@@ -228,17 +229,17 @@ print({size: str(s) for size, s in stores.items()})
 #
 # Chapter 01 hashed every image of both sets (perceptual hashes, 128 bits, with centre-crop
 # views) and saved every pair of an `isic_balanced` image and an external image within
-# 8 bits — the same photograph, resized and re-encoded. `external.external_pairs` reads that
+# 8 bits — the same photograph, resized and re-encoded. `ch08_external.external_pairs` reads that
 # file, or recomputes it with the audit module when chapter 01 has not run here (on Colab,
 # say). One row per external image then says whether a copy of it sits in the training split,
 # the test split, or in the part of the training split a model was actually fitted on (the
 # rest, 15 %, was its validation split):
 
 # %%
-pairs = external.external_pairs(P, EXT)
+pairs = ch08_external.external_pairs(P, EXT)
 print("pairs from:", "chapter 01's results file" if pairs.attrs["source"].startswith("chapter 01") else "computed here")
 fitted_ids = runs.validation_split(RUNS["main"])[0].ids  # images the main model was fitted on
-flags = external.contamination_flags(ext_ids, pairs, trained_ids=fitted_ids)
+flags = ch08_external.contamination_flags(ext_ids, pairs, trained_ids=fitted_ids)
 flags["data3_split"] = ext_part
 
 # %%
@@ -298,8 +299,8 @@ SUBSETS = {
 METRICS = ("accuracy", "recall", "specificity", "roc_auc")
 tables = []
 for name in RUNS:
-    internal = external.subset_report(int_preds[name], {"internal test": np.ones(len(int_preds[name]), bool)}, metrics=METRICS)
-    tables.append(pd.concat([internal, external.subset_report(ext_preds[name], SUBSETS, metrics=METRICS)])
+    internal = ch08_external.subset_report(int_preds[name], {"internal test": np.ones(len(int_preds[name]), bool)}, metrics=METRICS)
+    tables.append(pd.concat([internal, ch08_external.subset_report(ext_preds[name], SUBSETS, metrics=METRICS)])
                   .assign(model=name).reset_index())
 subset_metrics = pd.concat(tables, ignore_index=True)
 
@@ -308,7 +309,7 @@ for name in RUNS:
     clean = SUBSETS["clean (no copy)"]
     for label, mask in (("all external − clean", SUBSETS["all external"]), ("train copies − clean", SUBSETS["copies of train images"])):
         for metric in ("accuracy", "roc_auc"):
-            d = external.metric_difference(ext_preds[name], mask, clean, metric)
+            d = metrics.metric_difference(ext_preds[name], mask, clean, metric)
             differences.append({"model": name, "comparison": label, **d})
 differences = pd.DataFrame(differences)
 
@@ -320,7 +321,7 @@ differences = pd.DataFrame(differences)
 
 # %%
 paired = pd.DataFrame.from_dict({
-    subset: external.paired_comparison(ext_preds["ASFF"].y_true[mask], ext_preds["ASFF"].y_score[mask],
+    subset: metrics.paired_comparison(ext_preds["ASFF"].y_true[mask], ext_preds["ASFF"].y_score[mask],
                                        ext_preds["ResNet-50"].y_score[mask])
     for subset, mask in (("all external", SUBSETS["all external"]), ("clean (no copy)", SUBSETS["clean (no copy)"]))
 }, orient="index").rename_axis("subset")
@@ -339,7 +340,7 @@ internal_store = {split: data.ImageTensorStore.from_dataset("isic_balanced", spl
                   for split in ("train", "test")}
 int_stats = pd.concat([image_stats.colour_statistics(s) for s in internal_store.values()], ignore_index=True)
 ext_stats = image_stats.colour_statistics(stores[size0])
-shift = external.distribution_shift(int_stats, ext_stats)
+shift = ch08_external.distribution_shift(int_stats, ext_stats)
 
 # %% [markdown]
 # Calibration: when the model says 80 % malignant, are 80 % of such images malignant? The
@@ -415,7 +416,7 @@ print("written:", ", ".join(p.name for p in written.values()))
 
 # %%
 sm = results.read_results(CHAPTER, "subset_metrics", profile=P)
-shown = external.ci_columns(sm.set_index(["model", "subset"]), METRICS, keep=("n",))
+shown = metrics.ci_strings(sm.set_index(["model", "subset"]), METRICS, keep=("n",))
 shown
 
 # %% [markdown]
@@ -546,7 +547,7 @@ plt.show()
 # python -m skinlesion_utils evaluate --checkpoint last.pt --data my_images/ --out report.json
 # ```
 #
-# To try it without your own images, `external.write_demo_folder` writes eight external images
+# To try it without your own images, `ch08_external.write_demo_folder` writes eight external images
 # into a temporary folder (never the data folder) in eight different formats and modes —
 # including a greyscale JPEG, a CMYK JPEG, a palette PNG and one image enlarged three times:
 
@@ -554,7 +555,7 @@ plt.show()
 demo_dir = Path(tempfile.mkdtemp(prefix="ch08-own-data-")) / "my_images"
 picks = [i for c in data.CLASSES for i in ext_ids if i.split("/")[-2] == c][:4] + \
         [i for i in ext_ids if i.split("/")[-2] == "malignant"][:4]
-demo = external.write_demo_folder([(ext_root / i, data.CLASSES.index(i.split("/")[-2])) for i in picks], demo_dir)
+demo = ch08_external.write_demo_folder([(ext_root / i, data.CLASSES.index(i.split("/")[-2])) for i in picks], demo_dir)
 print(demo.drop(columns="source").to_string(index=False))
 
 # %%

@@ -45,12 +45,13 @@ import textwrap
 import pandas as pd
 from IPython.display import Markdown, display
 
-from skinlesion_utils import cam, metrics, paper, reproduction, results, runs
+from skinlesion_utils import metrics, paper, results
 from skinlesion_utils.chapter import start_chapter
+from skinlesion_utils.studies import ch09_audit
 
 ch = start_chapter("09_reproduction_audit")
 P = ch.profile
-CHAPTER = reproduction.CHAPTER
+CHAPTER = ch09_audit.CHAPTER
 
 # %% [markdown]
 # ## 1 · What "reproduced" means
@@ -83,13 +84,13 @@ CHAPTER = reproduction.CHAPTER
 # code; the epoch budget is reported but not required. Where the profiles of this book stand:
 
 # %%
-target = reproduction.paper_setting()
+target = ch09_audit.paper_setting()
 budgets = {
     "main model (chapters 04, 05, 08)": {"image_size": P.image_size, "pretrained": P.pretrained, "epochs": P.epochs},
     "many-model chapters (02, 06)": {"image_size": P.bench_image_size, "pretrained": P.pretrained, "epochs": P.bench_epochs},
 }
 for name, setting in budgets.items():
-    ok, why = reproduction.comparable(setting)
+    ok, why = ch09_audit.comparable(setting)
     print(f"profile '{P.name}', {name}: {'comparable' if ok else 'NOT comparable'} — {why}")
 
 # %% [markdown]
@@ -102,13 +103,13 @@ for name, setting in budgets.items():
 # ## 2 · Which file measures which claim
 #
 # The mapping from claims to results files is a small declarative table in
-# `skinlesion_utils/reproduction.py` (`reproduction.REGISTER`), not in this notebook: one
+# `skinlesion_utils/studies/ch09_audit.py` (`ch09_audit.REGISTER`), not in this notebook: one
 # entry per claim, with the chapter, the file and the key that measure it. `<profile>` is read
 # as `ci` and as `full`. (Exact by construction, so CI checks this table's text.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-mapping = reproduction.sources_table()
+mapping = ch09_audit.sources_table()
 with pd.option_context("display.max_colwidth", 60, "display.width", 200):
     print(mapping[["claim", "profiles", "file", "key"]].to_string(index=False))
 
@@ -117,26 +118,26 @@ with pd.option_context("display.max_colwidth", 60, "display.width", 200):
 # checked):
 
 # %%
-coverage = reproduction.coverage_table()
+coverage = ch09_audit.coverage_table()
 coverage
 
 # %% [markdown]
 # ## 3 · The claims register
 #
-# `reproduction.claims_register()` reads every file above (a missing file or key never stops
+# `ch09_audit.claims_register()` reads every file above (a missing file or key never stops
 # it: the verdict says so), adds the paper's arithmetic, and decides. The chapter saves the
 # register, the arithmetic table and the data findings under
 # `results/<profile>/09_reproduction_audit/` and renders everything below from those files.
 
 # %%
-register = reproduction.claims_register()
-arithmetic = reproduction.arithmetic_table()
-findings = reproduction.data_findings(profile=P.name)
-written = reproduction.save_audit(register, arithmetic, findings, profile=P)
+register = ch09_audit.claims_register()
+arithmetic = ch09_audit.arithmetic_table()
+findings = ch09_audit.data_findings(profile=P.name)
+written = ch09_audit.save_audit(register, arithmetic, findings, profile=P)
 print("\n".join(f"{name}: results/{P.name}/{CHAPTER}/{path.name}" for name, path in written.items()))
 
 # %%
-claims = reproduction.read_register(profile=P)  # claims.csv, with the printed values kept as strings
+claims = ch09_audit.read_register(profile=P)  # claims.csv, with the printed values kept as strings
 with pd.option_context("display.max_colwidth", 80):
     display(claims[["group", "paper", "where", "ci", "full", "verdict"]])
 
@@ -146,7 +147,7 @@ with pd.option_context("display.max_colwidth", 80):
 # the paper's values on the same axis as our intervals, with each claim's verdict:
 
 # %%
-fig = reproduction.plot_register(claims)
+fig = ch09_audit.plot_register(claims)
 
 # %% [markdown]
 # The reasons, group by group. Each list below is generated from `claims.csv`.
@@ -160,7 +161,7 @@ fig = reproduction.plot_register(claims)
 # compute no ROC or PR curve at all, so the two AUCs come from code that was not released.
 
 # %%
-display(Markdown(reproduction.group_lines(claims, "headline")))
+display(Markdown(ch09_audit.group_lines(claims, "headline")))
 acc = claims.loc["headline.accuracy"]
 if pd.notna(acc["ci_low"]):
     gain = paper.claim("gain.accuracy_over_resnet50")
@@ -182,7 +183,7 @@ if pd.notna(acc["ci_low"]):
 # weights (section 5).
 
 # %%
-display(Markdown(reproduction.group_lines(claims, "baselines")))
+display(Markdown(ch09_audit.group_lines(claims, "baselines")))
 
 # %% [markdown]
 # ### Ablation
@@ -194,7 +195,7 @@ display(Markdown(reproduction.group_lines(claims, "baselines")))
 # number cannot show: whether any gain exceeds the seed-to-seed noise.
 
 # %%
-display(Markdown(reproduction.group_lines(claims, "ablation")))
+display(Markdown(ch09_audit.group_lines(claims, "ablation")))
 noise_file = results.results_dir("06_ablation", P) / "verdict.csv"  # chapter 06: gain against seed noise
 if noise_file.is_file():
     display(pd.read_csv(noise_file, index_col=[0, 1])[["n_seeds", "mean_gain", "reference_sd", "fusion_sd", "verdict"]])
@@ -212,9 +213,9 @@ else:
 # lesion mask against chance, with sanity checks for the maps themselves.
 
 # %%
-display(Markdown(reproduction.group_lines(claims, "gradcam")))
+display(Markdown(ch09_audit.group_lines(claims, "gradcam")))
 g = claims.loc["gradcam.lesion_regions"]
-for prof in reproduction.PROFILES_READ:
+for prof in ch09_audit.PROFILES_READ:
     if pd.notna(g[f"{prof}_low"]):
         side = metrics.interval_word(g[f"{prof}_low"], g[f"{prof}_high"])
         display(Markdown(f"Under `{prof}` ({g[f'{prof}_setting']}), the maps' share of energy inside the lesion mask "
@@ -230,7 +231,7 @@ for prof in reproduction.PROFILES_READ:
 # own training images (section 6): an "external" number measured partly on seen images.
 
 # %%
-display(Markdown(reproduction.group_lines(claims, "external")))
+display(Markdown(ch09_audit.group_lines(claims, "external")))
 
 # %% [markdown]
 # ### Data
@@ -240,7 +241,7 @@ display(Markdown(reproduction.group_lines(claims, "external")))
 # nothing about what the images *are*; section 6 does.
 
 # %%
-display(Markdown(reproduction.group_lines(claims, "data")))
+display(Markdown(ch09_audit.group_lines(claims, "data")))
 
 # %% [markdown]
 # ## 4 · The paper against its own arithmetic
@@ -278,7 +279,7 @@ for _, r in arith.iterrows():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-tvc = reproduction.text_vs_code_table()
+tvc = ch09_audit.text_vs_code_table()
 for i, (key, r) in enumerate(tvc.iterrows(), 1):
     print(f"{i:2d}. [{r.kind}] {r.topic}  ({key})")
     print(textwrap.indent(textwrap.fill(r.consequence, 96), "      "))
@@ -313,11 +314,11 @@ with pd.option_context("display.max_colwidth", 200):
 # The verdicts, counted per group:
 
 # %%
-counts = reproduction.verdict_counts(claims)
+counts = ch09_audit.verdict_counts(claims)
 counts
 
 # %%
-display(Markdown(reproduction.trust_markdown(claims, shown)))
+display(Markdown(ch09_audit.trust_markdown(claims, shown)))
 
 # %% [markdown]
 # What this adds up to, for a reader of the paper:
@@ -340,7 +341,7 @@ display(Markdown(reproduction.trust_markdown(claims, shown)))
 #   models did with `layer3`, read from its results:
 
 # %%
-for prof in reproduction.PROFILES_READ:
+for prof in ch09_audit.PROFILES_READ:
     try:
         rd = results.read_results("06_ablation", "fusion_weight_readings", profile=prof)
     except FileNotFoundError:
@@ -445,12 +446,12 @@ lab.ch09.check_accuracy_range(accuracy_range);
 #
 # CI fails this chapter if the register loses a claim or invents a verdict; if a results file
 # exists but the register cannot find its key (a renamed file or column in another chapter must
-# be renamed in `reproduction.REGISTER` too); if the released files stop having the counts the
+# be renamed in `ch09_audit.REGISTER` too); if the released files stop having the counts the
 # paper prints; or if a verdict "inconsistent" does not come from the paper's own arithmetic.
 
 # %%
-assert set(claims["verdict"]) <= set(reproduction.VERDICTS)
-assert {e.id for e in reproduction.REGISTER} <= set(claims.index)
+assert set(claims["verdict"]) <= set(ch09_audit.REPRODUCTION_VERDICTS)
+assert {e.id for e in ch09_audit.REGISTER} <= set(claims.index)
 broken = claims.loc[claims["broken"] != "", "broken"]
 assert broken.empty, f"results files exist but the register cannot read them: {broken.to_dict()}"
 counts_rows = claims[claims.index.str.startswith("data.") & claims["ci_value"].notna()]

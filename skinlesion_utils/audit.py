@@ -64,7 +64,8 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from .data import IMAGE_EXTENSIONS, DataError, to_rgb
+from . import data
+from .data import CLASSES, DataError, IMAGE_EXTENSIONS, to_rgb
 from .results import results_dir
 from .splits import require_columns
 
@@ -653,8 +654,6 @@ def hash_dataset(
     Raises:
         DataError: a table data set, an unknown split, or the data is not available.
     """
-    from . import data
-
     spec = data.get_spec(name)
     if spec.kind != "images":
         raise DataError(f"Data set {name!r} holds tables, not images. Fix: hash an image data set, e.g. 'isic_balanced'.")
@@ -710,8 +709,6 @@ def annotate_pairs(pairs: pd.DataFrame, dataset_a: str, dataset_b: str | None = 
         A new DataFrame ``dataset_a, file_a, split_a, label_a, dataset_b, file_b, split_b,
         label_b, distance, method`` (row order kept).
     """
-    from .data import CLASSES
-
     def split_of(f: str) -> str:
         parts = Path(f).parts
         return parts[0] if len(parts) > 2 and parts[0] in ("train", "test") else ""

@@ -19,6 +19,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+#: ImageNet channel statistics (RGB, for images scaled to [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -145,3 +149,10 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
 def _grey(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma of float [B,3,H,W] → [B,1,H,W]."""
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """float [B,3,H,W] in 0..255 → ImageNet-normalised float32 [B,3,H,W]."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255
+    return (x.float() - mean) / std

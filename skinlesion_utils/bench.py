@@ -57,7 +57,8 @@ from .models import build_model
 from .profiles import resolve_device
 from .results import git_commit, write_bytes, write_json, write_text
 from .splits import train_val_split
-from .train import fit, normalise, predict, seed_everything
+from .augment import normalise
+from .train import fit, predict, seed_everything
 
 GPU_DATA_FORMAT = "skinlesion-gpu-data/1"
 

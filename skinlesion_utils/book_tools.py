@@ -17,6 +17,7 @@ import re
 import time
 from pathlib import Path
 
+from .lab import check_exercises
 from .results import write_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +130,6 @@ def check(root: Path = ROOT) -> int:
     for nb in sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb")):
         if not nb.with_suffix(".py").exists():
             problems.append(f"{nb.name}: no paired .py source. Fix: jupytext --to py:percent {nb}")
-    from .lab import check_exercises
 
     problems += check_exercises(sources)
     for p in problems:

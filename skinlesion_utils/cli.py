@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, audit, bench, book_tools, cam, data, evaluate, results
+from . import __version__, audit, bench, book_tools, cam, data, evaluate, localisation, results
 from .lab import check_exercises, grade_notebooks, make_student_copies
 from .models import list_models
 from .profiles import profile
@@ -254,12 +254,12 @@ def _add_cam_score(sub) -> None:
 
 
 def _run_cam_score(args) -> int:
-    result = cam.cam_score(
+    result = localisation.cam_score(
         args.checkpoint, args.images, args.masks, image_size=args.image_size, method=args.method,
         layer=args.layer, batch_size=args.batch_size, limit=args.limit,
         with_faithfulness=args.faithfulness, device=args.device, seed=args.seed,
     )
-    cam.write_score(result, args.out)
+    localisation.write_score(result, args.out)
     s = result["summary"]
     e, pg = s["energy_inside"], s["pointing_game"]
     print(f"{s['n_images']} images, {result['mask_kind']} masks, {result['method']} at "

@@ -15,6 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .checkpoints import load_checkpoint
+from .data import ImageTensorStore
+from .metrics import classification_report, report_with_ci
+from .train import predict
+
 
 @dataclass
 class Evaluation:
@@ -44,9 +49,6 @@ class Evaluation:
 
 def evaluate_store(model, store, *, threshold: float = 0.5, n_boot: int = 2000, seed: int = 0, device: str = "auto") -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Metrics (with CIs) and predictions of ``model`` on an ``ImageTensorStore``."""
-    from .metrics import classification_report, report_with_ci
-    from .train import predict
-
     y_true, y_score, ids = predict(model, store, device=device)
     report = classification_report(y_true, y_score, threshold=threshold)
     ci = report_with_ci(y_true, y_score, threshold=threshold, n_boot=n_boot, seed=seed)
@@ -79,9 +81,6 @@ def evaluate_folder(
         DataError: a bad folder or image (names the file and the fix).
         CheckpointError: not a checkpoint of this package.
     """
-    from .data import ImageTensorStore
-    from .train import load_checkpoint
-
     model, ckpt = load_checkpoint(checkpoint)
     spec = ckpt.get("spec") or {}
     size = int(image_size or spec.get("image_size") or 224)

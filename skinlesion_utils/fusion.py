@@ -66,6 +66,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .augment import normalise
+
 __all__ = [
     "FUSIONS",
     "FUSION_CLASSES",
@@ -557,7 +559,6 @@ def fusion_weights(model: torch.nn.Module, store, batch_size: int = 128) -> torc
     Raises:
         ValueError: the model keeps no fusion weights (``none``, ``sum``, ``concat``).
     """
-    from .train import normalise  # train sits above fusion (train → models → fusion)
 
     was_training = model.training
     model = model.cpu().eval()

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from .fusion import FUSION_CLASSES, FUSIONS
 
 __all__ = [
+    "unwrap_model",
     "ClassifierHead",
     "ASFFResNet50",
     "LeNet5",
@@ -256,6 +257,14 @@ def register_model(
         return builder
 
     return register
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a ``torch.compile`` / ``DataParallel`` / DDP wrapper (or the model itself)."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
 
 
 def list_models() -> list[str]:

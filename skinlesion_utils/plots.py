@@ -4,8 +4,7 @@ Owns the book's figures: image grids (chapter 00), confusion matrices, ROC / PR 
 reliability diagrams (chapter 05), block diagrams of the fusion and histograms of its weights
 (chapter 03), training curves (chapter 04), accuracy-versus-FLOPs scatter
 (chapter 02/06), per-seed points with mean ± sd (chapter 06's ablation) and the Grad-CAM
-overlay (chapter 07), and the reproduction register: the paper's values against our intervals
-(chapter 09).
+overlay (chapter 07).
 
 Conventions, the same for every function:
 
@@ -24,9 +23,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
-from . import paper
+from .metrics import expected_calibration_error, reliability_curve
 
 __all__ = [
     "image_grid",
@@ -42,7 +40,6 @@ __all__ = [
     "plot_fusion_walkthrough",
     "plot_fusion_weight_histogram",
     "plot_fusion_weights_by_class",
-    "plot_register",
 ]
 
 
@@ -330,8 +327,6 @@ def plot_reliability(curves, n_bins: int = 10, ax=None, title: str | None = "Rel
         The Figure: one marker line per curve (ECE in the legend), the diagonal of perfect
         calibration, and (``show_counts``) a second Axes with the bars.
     """
-    from .metrics import expected_calibration_error, reliability_curve
-
     fig, ax = _new_or_given(ax, figsize=(4.2, 4.0))
     first = None
     for name, (y_true, y_score) in _curves_dict(curves).items():
@@ -858,77 +853,3 @@ def plot_fusion_weights_by_class(table, classes: Sequence[str] = ("benign", "mal
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-# --------------------------------------------------------------------------- the reproduction register
-def plot_register(register: pd.DataFrame, axes=None, profiles: Sequence[str] = ("ci", "full")):
-    """Chapter 09: the paper's values against our intervals, one line per claim that has a number
-    on both sides.
-
-    Top: levels (accuracies, AUCs, table cells; percent, AUCs × 100); bottom: gains (percentage
-    points; the dotted line is no gain). The paper's value is a diamond; each profile's measurement a dot with its 95 %
-    interval (``ci`` blue, ``full`` orange); the verdict is written at the right. Claims without any
-    measurement are listed with "not measured".
-
-    Args:
-        register: ``claims_register`` output of :mod:`skinlesion_utils.studies.ch09_audit` (or
-            ``claims.csv`` read back with its ``read_register``).
-        axes: two matplotlib axes, levels then gains (default: a new figure).
-        profiles: the profiles whose ``<profile>_value/_low/_high`` columns are drawn (chapter
-            09's ``PROFILES_READ``).
-
-    Returns:
-        the matplotlib Figure.
-    """
-    numeric = register[register["unit"].isin(["%", "fraction"]) & (register["paper"].map(_is_number))]
-    gains = numeric[numeric.index.str.startswith("gain.")]
-    levels = numeric.drop(index=gains.index)
-    if axes is None:
-        fig, axes = plt.subplots(2, 1, figsize=(9, 0.42 * (len(levels) + len(gains)) + 2.6),
-                                 gridspec_kw={"height_ratios": [max(len(levels), 1), max(len(gains), 1)]})
-    else:
-        fig = axes[0].figure
-    colours = {"ci": "tab:blue", "full": "tab:orange"}
-    for ax, part, xlabel in ((axes[0], levels, "percent (AUC × 100)"), (axes[1], gains, "percentage points")):
-        ys = np.arange(len(part))[::-1]
-        for y, (cid, r) in zip(ys, part.iterrows()):
-            scale = 100.0 if r["unit"] == "fraction" else 1.0
-            ax.plot(paper.parse_number(r["paper"]) * scale, y, "D", color="tab:red", ms=6,
-                    label="paper" if y == ys[0] else None)
-            for k, prof in enumerate(profiles):
-                v = r.get(f"{prof}_value")
-                if v is None or pd.isna(v):
-                    continue
-                off = 0.15 * (k - 0.5)
-                lo, hi = r.get(f"{prof}_low"), r.get(f"{prof}_high")
-                if lo is not None and hi is not None and not (pd.isna(lo) or pd.isna(hi)):
-                    ax.plot([lo * scale, hi * scale], [y + off, y + off], "-", color=colours[prof], lw=2)
-                ax.plot(v * scale, y + off, "o", color=colours[prof], ms=4, label=f"ours ({prof}), 95 % CI")
-            ax.annotate(r["verdict"], xy=(1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8)
-        ax.set_yticks(ys, list(part.index) if len(part) else [])
-        ax.set_xlabel(xlabel)
-        ax.margins(x=0.08)
-        if ax is axes[1]:
-            ax.axvline(0, color="grey", lw=1, ls=":")  # no gain
-        ax.grid(axis="x", alpha=0.3)
-        if len(part):
-            ax.set_ylim(-0.7, len(part) - 0.3)
-    handles, labels = [], []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    axes[0].set_title("levels: the paper's value and our 95 % intervals")
-    axes[1].set_title("gains over ResNet-50")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, frameon=False)
-    return fig
-
-
-def _is_number(text) -> bool:
-    try:
-        paper.parse_number(str(text))
-        return True
-    except ValueError:
-        return False

@@ -32,8 +32,8 @@ from typing import IO, Iterator
 import numpy as np
 
 from . import __version__
+from .profiles import profile as active, profile as get_profile
 from .profiles import PROFILES
-from .profiles import profile as get_profile
 
 ENV_RESULTS = "SKINLESION_RESULTS"
 TEMP_SUFFIX = ".tmp"
@@ -175,7 +175,6 @@ def results_root(root: str | os.PathLike | None = None) -> Path:
 
 def _profile_name(profile) -> str:
     if profile is None:
-        from .profiles import profile as active
 
         return active().name
     return profile if isinstance(profile, str) else profile.name

@@ -47,8 +47,8 @@ from .profiles import PROFILES
 from .profiles import profile as get_profile
 from .results import device_name, git_commit, json_default, write_csv, write_text
 from .splits import stratified_subset, train_val_split
-from .train import Recipe, fit, get_recipe, load_checkpoint, make_model_spec, predict, released_optimizer_state
-from .train import save_checkpoint, seed_everything
+from .checkpoints import load_checkpoint, make_model_spec, released_optimizer_state, save_checkpoint
+from .train import Recipe, fit, get_recipe, predict, seed_everything
 
 RESULTS_FILE = "results.json"
 

@@ -50,19 +50,20 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from .augment import PAPER_AUGMENT, AugmentConfig, as_augment, augment_batch
-from .models import build_model
+from .augment import PAPER_AUGMENT, AugmentConfig, as_augment, augment_batch, normalise
+from .checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    load_weights,
+    make_model_spec,
+    read_checkpoint,
+    released_optimizer_state,
+    save_checkpoint,
+)
+from .models import unwrap_model
 from .profiles import PROFILES, resolve_device
-from .results import atomic_open, write_text
+from .results import write_text
 
-#: ImageNet channel statistics (RGB, for images scaled to [0, 1]).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CHECKPOINT_FORMAT = "skinlesion-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used as asked (other architecture, other run settings)."""
 
 
 # ------------------------------------------------------------------------------- recipes
@@ -324,26 +325,7 @@ def _dtype_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """float [B,3,H,W] in 0..255 → ImageNet-normalised float32 [B,3,H,W]."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255
-    return (x.float() - mean) / std
-
-
-def make_model_spec(name: str, kwargs: dict | None = None, *, image_size: int | None = None,
-                    num_classes: int = 2) -> dict:
-    """A self-describing model spec for checkpoints: name + kwargs + input conventions."""
-    return {
-        "name": name,
-        "kwargs": dict(kwargs or {}),
-        "num_classes": int(num_classes),
-        "image_size": image_size,
-        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255},
-    }
-
-
-# ---------------------------------------------------------------------------- checkpoints
+# ------------------------------------------------------------------ random-number states
 
 
 def _rng_state(data_gen: torch.Generator, aug_gen: torch.Generator) -> dict:
@@ -373,98 +355,6 @@ def _set_rng_state(state: dict, data_gen: torch.Generator, aug_gen: torch.Genera
     aug_gen.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    """``torch.save`` a checkpoint to ``path`` atomically (``results.atomic_open``)."""
-    with atomic_open(path, "wb") as fh:
-        torch.save(obj, fh)
-    return Path(path)
-
-
-def released_optimizer_state(state: dict) -> dict:
-    """An optimizer ``state_dict`` without its per-parameter state (Adam's moments), marked
-    ``"released": True``; ``param_groups`` stay, so it still loads (the moments would restart).
-
-    Written into the final epoch's ``last.pt`` by :func:`fit` and by
-    ``runs.release_optimizer_state`` into older checkpoints (chapter 04 explains the run cache).
-    """
-    return {"state": {}, "param_groups": state.get("param_groups", []), "released": True}
-
-
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint dict with ``torch.load(weights_only=True)`` (no pickled code).
-
-    Raises:
-        FileNotFoundError / CheckpointError: missing file, or not a checkpoint of this package.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}. Fix: train first (fit / get_or_train) or check the path.")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (found "
-            f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__}). "
-            "Fix: load it with torch.load and model.load_state_dict yourself, or retrain."
-        )
-    return ckpt
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _load_weights(model: nn.Module, state: dict, ckpt_spec: dict | None, model_spec: dict | None, path) -> None:
-    """model.load_state_dict(state) with one clear error when the architectures differ."""
-    ckpt_name = (ckpt_spec or {}).get("name", "?")
-    ckpt_kw = (ckpt_spec or {}).get("kwargs", {})
-    mine = f"a {type(unwrap_model(model)).__name__}"
-    if model_spec:
-        kw = model_spec.get("kwargs") or {}
-        mine = f"'{model_spec.get('name')}'" + (f" {kw}" if kw else "") + f" ({type(unwrap_model(model)).__name__})"
-    if model_spec and ckpt_spec and (model_spec.get("name"), model_spec.get("kwargs") or {}) != (ckpt_name, ckpt_kw or {}):
-        reason = "the model specs differ"
-    else:
-        try:
-            unwrap_model(model).load_state_dict(state)
-            return
-        except RuntimeError as exc:
-            first = str(exc).splitlines()
-            reason = "; ".join(s.strip() for s in first[:3])[:300]
-    raise CheckpointError(
-        f"Checkpoint {path} holds weights of '{ckpt_name}'" + (f" {ckpt_kw}" if ckpt_kw else "")
-        + f" but the model it is being loaded into is {mine}: {reason}."
-        f" Fix: build the architecture named in the checkpoint "
-        f"(load_checkpoint(path) without a model builds it for you), or use a checkpoint of "
-        f"this architecture, or resume=False / a new out_dir to train this one from scratch."
-    )
-
-
-def load_checkpoint(path: str | Path, model: nn.Module | None = None, *, model_spec: dict | None = None,
-                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Load a checkpoint's weights into ``model`` (or into a model built from its spec).
-
-    Args:
-        path: a ``last.pt`` / ``best.pt`` written by :func:`fit`.
-        model: the module to load into; ``None`` builds ``models.build_model(spec name,
-            num_classes, **spec kwargs)`` from the checkpoint's own spec.
-        model_spec: the spec of ``model`` (checked against the checkpoint's).
-
-    Returns:
-        ``(model in eval mode, checkpoint dict)``.
-
-    Raises:
-        CheckpointError: the checkpoint holds another architecture (names both).
-    """
-    ckpt = read_checkpoint(path, map_location)
-    spec = ckpt.get("spec") or {}
-    if model is None:
-        model = build_model(spec["name"], num_classes=spec.get("num_classes", 2), pretrained=False,
-                            **(spec.get("kwargs") or {}))
-    _load_weights(model, ckpt["model"], spec, model_spec, path)
-    return model.eval(), ckpt
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -642,7 +532,7 @@ def _resume(state: _LoopState, model: nn.Module, plan: _Plan, place: _Placement,
     """Restore ``state`` and the weights from ``out_dir/last.pt``; its settings must match."""
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     ckpt = read_checkpoint(last_path)
-    _load_weights(model, ckpt["model"], ckpt.get("spec"), plan.spec, last_path)
+    load_weights(model, ckpt["model"], ckpt.get("spec"), plan.spec, last_path)
     now = plan.settings(place.world)
     diff = {k: (ckpt["settings"].get(k), v) for k, v in now.items() if ckpt["settings"].get(k) != v}
     if diff:

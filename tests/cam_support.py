@@ -1,5 +1,6 @@
-"""Shared by the Grad-CAM tests (test_cam.py, test_cam_chapter.py): real test images from
-$SKINLESION_DATA/isic_balanced (read only) and a count of the hooks a model carries."""
+"""Shared by the Grad-CAM tests (test_cam.py, test_localisation.py, test_studies_ch07.py): real
+test images from $SKINLESION_DATA/isic_balanced (read only) and a count of the hooks a model
+carries."""
 from __future__ import annotations
 
 import os

@@ -392,7 +392,7 @@ def test_annotate_pairs_and_summary_count_what_leaks():
 
 
 def test_results_files_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setenv(audit.ENV_RESULTS, str(tmp_path / "res"))
+    monkeypatch.setenv(results.ENV_RESULTS, str(tmp_path / "res"))
     out = results.results_dir("01_dataset", "ci")
     assert out == tmp_path / "res" / "ci" / "01_dataset" and not out.exists()
     with pytest.raises(FileNotFoundError, match="SKINLESION_PROFILE=ci"):
@@ -413,7 +413,7 @@ def test_results_files_round_trip(tmp_path, monkeypatch):
         audit.read_audit_pairs("within", "ci")
     with pytest.raises(ValueError, match="chapter stem"):
         results.results_dir("01_dataset/x", "ci")
-    monkeypatch.delenv(audit.ENV_RESULTS)
+    monkeypatch.delenv(results.ENV_RESULTS)
     repo = Path(audit.__file__).resolve().parents[1]
     assert results.results_dir("01_dataset", "ci") == repo / "results" / "ci" / "01_dataset"  # a checkout
 

@@ -1,35 +1,33 @@
-"""Tests of skinlesion_utils.cam: target layers, batched Grad-CAM, hooks, the randomisation
-sanity check, faithfulness, localisation scores, masks and the cam-score command.
+"""Tests of skinlesion_utils.cam: target layers, batched Grad-CAM (one layer and several layers
+in one pass), hooks, the randomisation sanity check and its maps, and faithfulness.
 
-Real images come from $SKINLESION_DATA/isic_balanced (read only; linked, never copied, into
-temporary folders); models are small and randomly initialised, at 64 px.
+Real images come from $SKINLESION_DATA/isic_balanced (read only); models are small and randomly
+initialised, at 64 px.
 """
 from __future__ import annotations
-
-import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
-from cam_support import TEST, count_hooks, real_images, test_files
+from cam_support import count_hooks, real_images
 
 from skinlesion_utils import cam as C
-from skinlesion_utils.data import DataError, decode_image
 from skinlesion_utils.models import build_model, list_models
-
-needs_data = pytest.mark.skipif(not TEST.is_dir(), reason="needs the course data folder: set SKINLESION_DATA")
 
 
 @pytest.fixture(scope="module")
 def real64() -> torch.Tensor:
     """8 real test images (4 benign, 4 malignant), uint8 [8, 3, 64, 64]."""
     return real_images(4)
+
+
+@pytest.fixture(scope="module")
+def real6() -> torch.Tensor:
+    """6 real test images (3 benign, 3 malignant), uint8 [6, 3, 64, 64]."""
+    return real_images(3)
 
 
 # --------------------------------------------------------------------------- target layers
@@ -100,7 +98,7 @@ def test_compute_cams_shape_range_batches_and_hooks_released(asff, real64):
 
 def test_compute_cams_is_grad_cam(resnet34, real64):
     """Against Grad-CAM written out: weights = spatial mean of d logit / d A; ReLU(Σ w·A)."""
-    from skinlesion_utils.train import normalise
+    from skinlesion_utils.augment import normalise
 
     x = real64[[0, 5]]
     model = resnet34.eval()
@@ -125,7 +123,7 @@ def test_compute_cams_is_grad_cam(resnet34, real64):
 
 
 def test_compute_cams_input_checks(resnet34, real64):
-    from skinlesion_utils.train import normalise
+    from skinlesion_utils.augment import normalise
 
     x = real64[:2]
     np.testing.assert_allclose(C.compute_cams(resnet34, normalise(x[:1])), C.compute_cams(resnet34, x[:1].numpy()), atol=1e-6)
@@ -143,6 +141,55 @@ def test_compute_cams_input_checks(resnet34, real64):
         C.compute_cams(resnet34, x, method="gradcam3")
     with pytest.raises(ValueError, match="not a sub-module"):
         C.compute_cams(resnet34, x, target_layer=nn.Conv2d(3, 3, 1))
+    assert count_hooks(resnet34) == 0
+
+
+# --------------------------------------------------------------------------- several layers
+def test_compute_cams_layers_equals_one_call_per_layer(asff, resnet34, real6):
+    x = real6[:4]
+    asff.train()
+    maps, logits = C.compute_cams_layers(asff, x, {"fused": None, "l3": "layer3"}, batch_size=3, return_logits=True)
+    assert list(maps) == ["fused", "l3"]
+    for name, layer in (("fused", asff.cam_layer), ("l3", asff.layer3)):
+        assert maps[name].shape == (4, 64, 64) and maps[name].dtype == np.float32
+        assert maps[name].min() >= 0 and maps[name].max() <= 1
+        np.testing.assert_allclose(maps[name], C.compute_cams(asff, x, layer), atol=1e-5)
+    _, ref_logits = C.compute_cams(asff, x, return_logits=True)
+    np.testing.assert_allclose(logits, ref_logits, atol=1e-5)
+    assert asff.training and count_hooks(asff) == 0
+    assert all(p.grad is None and p.requires_grad for p in asff.parameters())
+    # layers given out of forward order, a module object, a list of names; explicit targets
+    got = C.compute_cams_layers(resnet34, x, {"deep": None, "mid": resnet34.layer2[1]}, targets=1)
+    np.testing.assert_allclose(got["mid"], C.compute_cams(resnet34, x, resnet34.layer2[1], targets=1), atol=1e-5)
+    np.testing.assert_allclose(got["deep"], C.compute_cams(resnet34, x, targets=1), atol=1e-5)
+    assert list(C.compute_cams_layers(resnet34, x[:1], [None, "layer3"])) == ["default", "layer3"]
+    assert count_hooks(resnet34) == 0
+
+
+def test_compute_cams_layers_backward_stops_at_the_lowest_target(resnet34, real6):
+    """The layers below the lowest target layer get no gradient (that is the saving); the full
+    call of compute_cams back-propagates down to the image."""
+    calls = []
+    h = resnet34.conv1.register_full_backward_hook(lambda m, gi, go: calls.append(1))
+    try:
+        C.compute_cams_layers(resnet34, real6[:2], [None, "layer3"])
+        assert calls == []
+        C.compute_cams(resnet34, real6[:2])
+        assert calls, "compute_cams back-propagates through conv1"
+    finally:
+        h.remove()
+    assert count_hooks(resnet34) == 0
+
+
+def test_compute_cams_layers_errors(resnet34, real6):
+    with pytest.raises(ValueError, match="no sub-module 'layer9'"):
+        C.compute_cams_layers(resnet34, real6[:1], ["layer9"])
+    with pytest.raises(ValueError, match="layers is empty"):
+        C.compute_cams_layers(resnet34, real6[:1], {})
+    with pytest.raises(RuntimeError, match="exactly once per forward pass"):  # BasicBlock reuses its ReLU
+        C.compute_cams_layers(resnet34, real6[:1], ["layer4.2.relu"])
+    with pytest.raises(ValueError, match="Unknown method"):
+        C.compute_cams_layers(resnet34, real6[:1], [None], method="gradcam3")
     assert count_hooks(resnet34) == 0
 
 
@@ -183,6 +230,33 @@ def test_randomisation_check_cams_change_and_model_untouched(resnet34, real64):
         C.randomisation_check(resnet34, x, blocks=["layer7"])
 
 
+def test_stage_blocks():
+    with torch.device("meta"):
+        asff = build_model("asff_resnet50", fusion="asff_text")
+        none = build_model("asff_resnet50", fusion="none")
+    assert C.stage_blocks(asff) == ["head", "fusion", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]
+    assert C.stage_blocks(none) == ["head", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]
+
+
+def test_randomisation_maps_are_the_checks_maps(resnet34, real6):
+    x = real6[[0, 4]]
+    before = {k: v.clone() for k, v in resnet34.state_dict().items()}
+    blocks = ["fc", "layer4", "layer3"]
+    steps, maps = C.randomisation_maps(resnet34, x, blocks=blocks, target_layer=resnet34.layer3[-1], seed=3)
+    assert steps == ["none", *blocks] and maps.shape == (4, 2, 64, 64)
+    assert all(torch.equal(before[k], v) for k, v in resnet34.state_dict().items())
+    np.testing.assert_array_equal(maps[0], C.compute_cams(resnet34, x, resnet34.layer3[-1]))
+    df = C.randomisation_check(resnet34, x, blocks=blocks, target_layer=resnet34.layer3[-1], seed=3)
+    for step in range(1, 4):
+        want = df[df.step == step].ssim.to_numpy()
+        got = [C.ssim(maps[0, i], maps[step, i]) for i in range(2)]
+        np.testing.assert_allclose(got, want, atol=1e-9)
+    assert not np.allclose(maps[1], maps[3])  # later steps randomise more
+    assert count_hooks(resnet34) == 0
+    with pytest.raises(ValueError, match="No block 'layer7'"):
+        C.randomisation_maps(resnet34, x, blocks=["layer7"])
+
+
 # --------------------------------------------------------------------------- faithfulness
 class LeftHalfModel(nn.Module):
     """P(class 1) depends only on the left half of the image: the evidence is known."""
@@ -217,196 +291,3 @@ def test_faithfulness_prefers_the_map_on_the_evidence(real64):
     np.testing.assert_array_equal(again.to_numpy(), left.to_numpy())  # seeded imputation noise
     with pytest.raises(ValueError, match="cams must be"):
         C.faithfulness(model, x, ramp[:, :32], targets=1)
-
-
-# --------------------------------------------------------------------------- localisation
-def test_localisation_score_known_answers():
-    mask = np.zeros((5, 32, 32), dtype=bool)
-    mask[:, 8:24, 8:24] = True  # 16×16 = 25 % of the image
-    cams = np.zeros((5, 32, 32), dtype=np.float32)
-    cams[0, 10:20, 10:20] = 1.0  # fully inside
-    cams[1, 0:5, 0:5] = 1.0  # fully outside
-    cams[2] = 0.5  # uniform: energy = mask share, no maximum
-    cams[3, 8:24, 0:16] = 1.0  # half in, half out
-    cams[4, 16, 27] = 1.0  # a peak 4 px right of the mask
-    cams[4, 16, 20] = 0.5
-    df = C.localisation_score(cams, mask)
-    np.testing.assert_allclose(df.energy_inside, [1.0, 0.0, 0.25, 0.5, 0.5 / 1.5])
-    np.testing.assert_array_equal(df.pointing_hit.to_numpy()[[0, 1, 3, 4]], [1.0, 0.0, 0.0, 0.0])
-    assert np.isnan(df.pointing_hit[2])  # a flat map points nowhere
-    np.testing.assert_allclose(df.mask_fraction, 0.25)
-    assert (df.mask_kind == "expert").all() and df.attrs["mask_kind"] == "expert"
-    tol = C.localisation_score(cams, mask, mask_kind="approximate", tolerance_px=4)
-    assert tol.pointing_hit[4] == 1.0 and (tol.mask_kind == "approximate").all()
-    assert np.isnan(C.localisation_score(np.zeros((1, 32, 32)), mask[:1]).energy_inside[0])
-    summary = C.summarise_localisation(df)
-    assert summary["mask_kind"] == "expert" and summary["n_images"] == 5
-    assert summary["energy_inside"]["mean"] == pytest.approx(np.mean([1.0, 0.0, 0.25, 0.5, 1 / 3]))
-    assert summary["pointing_game"]["mean"] == pytest.approx(0.25) and summary["pointing_game"]["n"] == 4
-    assert summary["energy_inside"]["ci_low"] <= summary["energy_inside"]["mean"] <= summary["energy_inside"]["ci_high"]
-    assert summary["chance"] == pytest.approx(0.25)
-    with pytest.raises(ValueError, match="same shape"):
-        C.localisation_score(cams, mask[:, :16])
-    with pytest.raises(ValueError, match="mask_kind"):
-        C.localisation_score(cams, mask, mask_kind="guess")
-
-
-# --------------------------------------------------------------------------- masks
-def test_approximate_mask_synthetic_lesion():
-    """A dark irregular lesion on noisy skin, with a dermatoscope's black ring and a hair."""
-    rng = np.random.default_rng(0)
-    h = w = 128
-    yy, xx = np.mgrid[:h, :w]
-    skin = np.array([225, 180, 170], np.float32)
-    img = skin + rng.normal(0, 6, (h, w, 3))
-    lesion = ((yy - 60) / 30) ** 2 + ((xx - 70) / 22) ** 2 < 1
-    img[lesion] = np.array([120, 70, 50]) + rng.normal(0, 10, (lesion.sum(), 3))
-    img[np.hypot(yy - 63.5, xx - 63.5) > 70] = 5  # black corners
-    img[np.abs(yy - xx * 0.3 - 10) < 1] = 40  # a thin hair across the image
-    img = np.clip(img, 0, 255).astype(np.uint8).transpose(2, 0, 1)
-    mask = C.approximate_lesion_mask(img)
-    assert mask.dtype == np.bool_ and mask.shape == (h, w)
-    iou = (mask & lesion).sum() / (mask | lesion).sum()
-    assert iou > 0.9, iou
-    assert not mask[0, 0] and not mask[-1, -1]
-    blank = np.full((3, 64, 64), 200, np.uint8)
-    assert not C.approximate_lesion_mask(blank).any()
-    with pytest.raises(ValueError, match="uint8 RGB"):
-        C.approximate_lesion_mask(img.astype(np.float32))
-
-
-@needs_data
-def test_approximate_mask_on_real_images():
-    imgs = np.stack([decode_image(p, 128) for p in test_files(8)])  # 16 images
-    masks = C.approximate_lesion_masks(imgs)
-    assert masks.shape == (16, 128, 128) and masks.dtype == np.bool_
-    cover = masks.mean((1, 2))
-    ok = 0
-    for m, c in zip(masks, cover):
-        if 0.02 <= c <= 0.90:
-            cy, cx = np.argwhere(m).mean(0)
-            ok += np.hypot(cy - 63.5, cx - 63.5) < 0.35 * 128
-    assert ok >= 13, (ok, cover.round(2))
-    assert len(np.unique(cover.round(2))) >= 8  # masks follow the image, not a fixed shape
-
-
-def _write_mask(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr.astype(np.uint8) * 255).save(path)
-
-
-def test_load_masks_matches_stems_and_explains_misses(tmp_path):
-    left = np.zeros((100, 100), bool)
-    left[:, :50] = True
-    top = np.zeros((60, 90), bool)
-    top[:30] = True
-    _write_mask(tmp_path / "m" / "ISIC_0000001_segmentation.png", left)
-    _write_mask(tmp_path / "m" / "deep" / "7.bmp", top)
-    _write_mask(tmp_path / "m" / "benign" / "12.png", left)
-    _write_mask(tmp_path / "m" / "malignant" / "12.png", top)
-    got = C.load_masks(tmp_path / "m", ["benign/ISIC_0000001.jpg", "test/7.jpg", "malignant/12.jpg", "benign/12.jpg"], 10)
-    assert got.shape == (4, 10, 10) and got.dtype == np.bool_
-    assert got[0, :, :5].all() and not got[0, :, 5:].any()  # nearest resize keeps the edge
-    assert got[1, :5].all() and not got[1, 5:].any()
-    np.testing.assert_array_equal(got[2], got[1])  # same relative path wins over the stem
-    np.testing.assert_array_equal(got[3], got[0])
-    with pytest.raises(DataError, match=r"(?s)2 of 3 images have no mask.*a\.jpg.*b\.jpg.*Fix"):
-        C.load_masks(tmp_path / "m", ["a.jpg", "test/7.jpg", "b.jpg"], 10)
-    with pytest.raises(DataError, match="matches 2 mask files"):
-        C.load_masks(tmp_path / "m", ["test/12.jpg"], 10)
-    with pytest.raises(DataError, match="does not exist"):
-        C.load_masks(tmp_path / "nowhere", ["a.jpg"], 10)
-
-
-# --------------------------------------------------------------------------- command line
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, real64):
-    """A real checkpoint written by train.fit (1 epoch on 8 real images; LeNet-5 at 64 px keeps
-    the command's test fast: the CAM machinery of the big models is tested above)."""
-    from skinlesion_utils.data import ImageTensorStore
-    from skinlesion_utils.train import fit, make_model_spec
-
-    out = tmp_path_factory.mktemp("run")
-    store = ImageTensorStore(real64, torch.tensor([0] * 4 + [1] * 4), [str(p) for p in test_files(4)], 64)
-    model = build_model("lenet5", seed=0)
-    fit(model, store, epochs=1, batch_size=8, out_dir=out, progress=False, amp="off",
-        model_spec=make_model_spec("lenet5", image_size=64))
-    return out / "last.pt"
-
-
-def _image_folder(root: Path, flat: bool) -> Path:
-    for p in test_files(2):
-        dest = root / f"{p.parent.name}_{p.name}" if flat else root / p.parent.name / p.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.symlink_to(p)  # the images are CC-BY-NC: linked, never copied
-    return root
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    C.add_cam_score_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
-@needs_data
-def test_cli_cam_score_end_to_end(tmp_path, checkpoint, capsys):
-    from skinlesion_utils.train import load_checkpoint
-
-    images = _image_folder(tmp_path / "imgs", flat=False)
-    out = tmp_path / "scores" / "cam.json"
-    args = _parser().parse_args(["cam-score", "--checkpoint", str(checkpoint), "--images", str(images),
-                                 "--out", str(out), "--batch-size", "3"])
-    assert args.func(args) == 0
-    assert "approximate masks" in capsys.readouterr().out
-    res = json.loads(out.read_text())
-    assert res["mask_kind"] == "approximate" and "APPROXIMATE" in res["mask_note"]
-    assert res["image_size"] == 64 and res["target_layer"] == "features.3" and res["cam_map_size"] == [26, 26]
-    assert res["model"]["name"] == "lenet5"
-    rows = res["per_image"]
-    assert [r["id"] for r in rows] == sorted(f"{p.parent.name}/{p.name}" for p in test_files(2))
-    assert [r["label"] for r in rows] == [0, 0, 1, 1]
-    assert all(r["mask_kind"] == "approximate" for r in rows)
-    # the command's numbers are the API's numbers
-    model, _ = load_checkpoint(checkpoint)
-    x = torch.from_numpy(np.stack([decode_image(images / r["id"], 64) for r in rows]))
-    cams, logits = C.compute_cams(model, x, return_logits=True)
-    loc = C.localisation_score(cams, C.approximate_lesion_masks(x), mask_kind="approximate")
-    np.testing.assert_allclose([r["energy_inside"] for r in rows], loc.energy_inside, atol=1e-6)
-    np.testing.assert_allclose([r["p_malignant"] for r in rows], torch.softmax(torch.from_numpy(logits), 1)[:, 1], atol=1e-6)
-    assert [r["target"] for r in rows] == logits.argmax(1).tolist()
-    assert res["summary"]["energy_inside"]["mean"] == pytest.approx(float(loc.energy_inside.mean()))
-    assert not list(out.parent.glob(".*tmp"))  # atomic write left no temporary file
-
-    # expert masks from a folder, flat image folder, faithfulness columns
-    flat = _image_folder(tmp_path / "flat", flat=True)
-    for p in flat.iterdir():
-        _write_mask(tmp_path / "masks" / f"{p.stem}_segmentation.png", np.ones((20, 20), bool))
-    out2 = tmp_path / "cam2.json"
-    args = _parser().parse_args(["cam-score", "--checkpoint", str(checkpoint), "--images", str(flat),
-                                 "--masks", str(tmp_path / "masks"), "--out", str(out2), "--limit", "3",
-                                 "--faithfulness"])
-    assert args.func(args) == 0
-    res2 = json.loads(out2.read_text())
-    assert res2["mask_kind"] == "expert" and len(res2["per_image"]) == 3
-    for r in res2["per_image"]:
-        assert r["label"] == -1 and r["mask_fraction"] == 1.0 and r["energy_inside"] == pytest.approx(1.0)
-        assert -1.0 <= r["road_combined"] <= 1.0
-    assert res2["summary"]["chance"] == 1.0
-
-
-@needs_data
-def test_cli_through_main_reports_missing_masks(tmp_path, checkpoint, capsys):
-    """`python -m skinlesion_utils cam-score` (its main(), in process): a person's error, no traceback."""
-    from skinlesion_utils import cli
-
-    images = _image_folder(tmp_path / "imgs", flat=False)
-    (tmp_path / "masks").mkdir()
-    rc = cli.main(["cam-score", "--checkpoint", str(checkpoint), "--images", str(images),
-                   "--masks", str(tmp_path / "masks"), "--out", str(tmp_path / "x.json")])
-    assert rc == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "4 of 4 images have no mask" in err and "approximate" in err
-    assert not (tmp_path / "x.json").exists()
-    assert cli.main(["cam-score", "--checkpoint", str(checkpoint), "--images", str(images),
-                     "--out", str(tmp_path / "y.json"), "--limit", "2"]) == 0
-    assert len(json.loads((tmp_path / "y.json").read_text())["per_image"]) == 2

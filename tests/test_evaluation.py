@@ -1,6 +1,5 @@
-"""Tests of the chapter-05 additions: ``metrics.achievability_table``,
-``metrics.operating_point_table``, ``runs.validation_split`` / ``runs.validation_predictions``
-and ``runs.write_results`` / ``runs.read_results``.
+"""Tests of chapter 05's evaluation tools: ``metrics.operating_point_table``,
+``runs.validation_split`` / ``runs.validation_predictions`` and ``runs.write_results`` / ``runs.read_results``.
 
 The run tests train a tiny CNN (through ``model_fn``) on 160 real training images at 16 px for
 two epochs, so the validation split and the run's history are produced for real in seconds.
@@ -20,48 +19,6 @@ from sklearn import metrics as skm
 from skinlesion_utils import metrics as M, results
 from skinlesion_utils import runs as R
 from skinlesion_utils.data import ImageTensorStore
-
-
-# --------------------------------------------------------------------------- achievability
-def _brute_force(value: str, n: int) -> list[int]:
-    d = len(value.split(".")[1]) if "." in value else 0
-    v = float(value)
-    return [k for k in range(n + 1) if abs(100 * k / n - v) <= 0.5 * 10 ** -d + 1e-9]
-
-
-def test_achievability_table_paper_values_by_hand():
-    t = M.achievability_table({"headline": "93.182", "resnet": "90.958"}, 660)
-    # 615 / 660 = 93.1818... rounds to 93.182; 600 / 660 = 90.9091, 601 / 660 = 91.0606
-    assert t.loc["headline", "verdict"] == "consistent" and t.loc["headline", "k"] == "615"
-    assert t.loc["headline", "k_below"] == t.loc["headline", "k_above"] == 615
-    assert t.loc["resnet", "verdict"] == "inconsistent" and t.loc["resnet", "k"] == ""
-    assert (t.loc["resnet", "k_below"], t.loc["resnet", "k_above"]) == (600, 601)
-    assert t.loc["resnet", "pct_below"] == pytest.approx(100 * 600 / 660)
-    assert t.loc["resnet", "pct_above"] == pytest.approx(100 * 601 / 660)
-    assert t.loc["resnet", "gap"] == pytest.approx(90.958 - 100 * 600 / 660)
-    assert list(t.index) == ["headline", "resnet"] and set(t["n"]) == {660}
-
-
-@pytest.mark.parametrize("value,n", [("93.182", 660), ("90.958", 660), ("93.10", 660), ("80.15", 3297),
-                                     ("50", 7), ("33.3", 3), ("100", 660), ("0.0", 11)])
-def test_achievability_table_equals_brute_force(value, n):
-    row = M.achievability_table({"x": value}, n).loc["x"]
-    fits = _brute_force(value, n)
-    assert row["verdict"] == ("consistent" if fits else "inconsistent")
-    assert row["k"] == ", ".join(map(str, fits))
-    assert row["decimals"] == (len(value.split(".")[1]) if "." in value else 0)
-    if fits:
-        assert (row["k_below"], row["k_above"]) == (min(fits), max(fits))
-    else:  # neighbours bracket the printed value and are adjacent
-        assert row["k_above"] == row["k_below"] + 1
-        assert row["pct_below"] < float(value) < row["pct_above"]
-
-
-def test_achievability_table_errors():
-    with pytest.raises(ValueError, match="non-empty dict"):
-        M.achievability_table({}, 660)
-    with pytest.raises(ValueError, match="percentage"):
-        M.achievability_table({"x": "193.0"}, 660)
 
 
 # --------------------------------------------------------------------------- operating point
@@ -181,7 +138,7 @@ def test_validation_split_refuses_a_run_whose_split_changed(tiny_run, tmp_path):
 def test_write_and_read_results_round_trip(tmp_path):
     (tmp_path / "_toc.yml").write_text("format: jb-book\n")
     (tmp_path / "chapters").mkdir()
-    assert R._project_root(tmp_path / "chapters") == tmp_path
+    assert results.project_root(tmp_path / "chapters") == tmp_path
     table = pd.DataFrame({"point": [0.9, 1 / 3], "low": [0.85, 0.2]}, index=pd.Index(["accuracy", "f1"], name="metric"))
     summary = {"accuracy": np.float64(0.9), "n": np.int64(660), "verdict": "consistent"}
     paths = results.write_results("05_evaluation", {"metrics_ci": table, "summary": summary}, profile="ci", root=tmp_path)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import time
-from itertools import product
 
 import numpy as np
 import pandas as pd
@@ -338,71 +337,6 @@ def test_threshold_on_validation_applies_to_test():
     assert 0.85 < test_sens <= 1.0  # close to, not guaranteed at, the validation target
 
 
-# --------------------------------------------------------------------------- paper arithmetic
-def _brute_force_k(value: float, n: int, decimals: int) -> list[int]:
-    return [k for k in range(n + 1) if round(100 * k / n, decimals) == value]
-
-
-def test_achievable_accuracies():
-    acc = M.achievable_accuracies(660)
-    assert acc.shape == (661,)
-    assert acc[0] == 0 and acc[-1] == 100
-    assert acc[615] == pytest.approx(615 / 660 * 100)
-    np.testing.assert_allclose(np.diff(acc), 100 / 660)
-
-
-def test_nearest_fraction_paper_values():
-    r = M.nearest_fraction(93.182, 660)
-    assert r["k"] == 615 and r["n"] == 660 and r["decimals"] == 3
-    assert r["exact"] == pytest.approx(100 * 615 / 660)   # 93.1818...
-    assert abs(r["gap"]) < 0.0005
-    assert r["consistent"] and r["candidates"] == _brute_force_k(93.182, 660, 3) == [615]
-
-    r = M.nearest_fraction(90.958, 660)
-    brute = _brute_force_k(90.958, 660, 3)
-    assert r["candidates"] == brute
-    assert r["consistent"] == bool(brute)
-    # by computation: 600/660 = 90.909 %, 601/660 = 91.061 %, so nothing rounds to 90.958
-    assert brute == [] and r["k"] == 600
-    assert r["gap"] == pytest.approx(90.958 - 100 * 600 / 660)
-
-
-def test_nearest_fraction_trailing_zeros_and_decimals():
-    # "93.20" (2 decimals) is stricter than 93.2 (1 decimal)
-    loose = M.nearest_fraction(93.2, 660)
-    strict = M.nearest_fraction("93.20", 660)
-    assert loose["decimals"] == 1 and strict["decimals"] == 2
-    assert loose["candidates"] == _brute_force_k(93.2, 660, 1)
-    assert strict["candidates"] == _brute_force_k(93.2, 660, 2)
-    assert set(strict["candidates"]) <= set(loose["candidates"])
-    with pytest.raises(ValueError, match="percentage"):
-        M.nearest_fraction(193.2, 660)
-
-
-def test_accuracy_from_recall_specificity():
-    n_pos, n_neg = 300, 360
-    tp, tn = 274, 341
-    recall = f"{100 * tp / n_pos:.2f}"        # as a paper would print it
-    spec = f"{100 * tn / n_neg:.2f}"
-    acc = f"{100 * (tp + tn) / (n_pos + n_neg):.2f}"
-    r = M.accuracy_from_recall_specificity(recall, spec, n_pos, n_neg, accuracy=acc)
-    brute = [(a, b) for a, b in product(range(n_pos + 1), range(n_neg + 1))
-             if f"{100 * a / n_pos:.2f}" == recall and f"{100 * b / n_neg:.2f}" == spec]
-    got = list(zip(r["candidates"]["tp"], r["candidates"]["tn"]))
-    assert sorted(got) == sorted(brute) and (tp, tn) in got
-    assert r["consistent"] and r["accuracy_consistent"]
-    assert r["implied_accuracy"] == pytest.approx(
-        (float(recall) * n_pos + float(spec) * n_neg) / (n_pos + n_neg))
-    assert r["accuracy_min"] <= 100 * (tp + tn) / 660 <= r["accuracy_max"]
-    # an accuracy that no consistent confusion matrix produces is flagged
-    far = M.accuracy_from_recall_specificity(recall, spec, n_pos, n_neg, accuracy="95.00")
-    assert far["consistent"] and not far["accuracy_consistent"]
-    # a recall that is no fraction of 300 (k/300 steps are 0.333 %) has no candidates
-    bad = M.accuracy_from_recall_specificity("91.50", spec, n_pos, n_neg)
-    assert not any(f"{100 * a / 300:.2f}" == "91.50" for a in range(301))
-    assert not bad["consistent"] and math.isnan(bad["accuracy_min"])
-
-
 def test_mean_sd_table():
     df = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 2,
                        "acc": [0.8, 0.9, 0.85, 0.7, 0.72]})
@@ -413,3 +347,13 @@ def test_mean_sd_table():
     assert t.loc["a", "acc"] == "0.850 ± 0.050"
     with pytest.raises(KeyError, match="found"):
         M.mean_sd_table(df, "variant", "acc")
+
+
+# --------------------------------------------------------------------------- intervals in words
+def test_interval_word():
+    assert M.interval_word(0.01, 0.03) == "above"
+    assert M.interval_word(-0.03, -0.01) == "below"
+    assert M.interval_word(-0.01, 0.02) == "not distinguishable from"
+    assert M.interval_word(0.0, 0.02) == "not distinguishable from"  # touching the reference is not above it
+    assert M.interval_word(0.3, 0.5, reference=0.2) == "above" and M.interval_word(0.1, 0.19, 0.2) == "below"
+    assert M.interval_word(float("nan"), 0.1) == "not measurable against"

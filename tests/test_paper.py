@@ -216,7 +216,7 @@ def test_table_frame_from_rows_keeps_strings_and_parses_numbers():
 def test_arithmetic_checks_cover_every_claim_and_row_with_wellformed_verdicts():
     df = P.arithmetic_checks()
     assert list(df.columns) == ["subject", "check", "printed", "n", "verdict", "detail"]
-    assert df["verdict"].isin(P.VERDICTS).all()
+    assert df["verdict"].isin(P.ARITHMETIC_VERDICTS).all()
     assert df["detail"].map(lambda s: isinstance(s, str) and len(s) > 10).all()
     expected_subjects = {c["id"] for c in RAW["claims"] if c["unit"] == "%" and c.get("denominators")}
     assert expected_subjects <= set(df["subject"])
@@ -324,3 +324,21 @@ def test_text_vs_code_entries_have_both_sides():
             assert df.loc[e["id"], "text"].startswith("(not found)")
     assert len(P.text_vs_code(kind="data")) + len(P.text_vs_code(kind="code")) == len(df)
     assert isinstance(P.text_vs_code(kind="data"), pd.DataFrame)
+
+
+def test_paper_table_or_note_never_invents_a_table():
+    table, note, claims = P.paper_table_or_note(2, ["headline.accuracy", "no.such.claim"])
+    status = P.load_claims()["tables"]["2"]["status"]
+    if status == "not_transcribed":
+        assert table is None and "could not be transcribed" in note
+    assert list(claims.index) == ["headline.accuracy"]
+    assert claims.loc["headline.accuracy", "value"] == P.claim("headline.accuracy").value
+    # an edited copy with one transcribed row is shown as printed
+    d = copy.deepcopy(P.load_claims())
+    t = d["tables"]["3"]
+    t["status"] = "partial"
+    t["rows"] = [{"model": "ResNet-50 (no fusion)", "model_id": "none",
+                  **{c: "90.00" for c in t["columns"]}}]
+    table, note, _ = P.paper_table_or_note(3, claims=d)
+    assert table is not None and table.loc["ResNet-50 (no fusion)", "accuracy"] == "90.00"
+    assert "status 'partial'" in note

@@ -285,9 +285,10 @@ def test_plot_block_diagram_boxes_arrows_and_errors():
 @pytest.mark.parametrize("fusion", ["asff_text", "asff_code", "asff_spatial"])
 def test_plot_fusion_walkthrough_shows_every_recorded_shape(fusion):
     from skinlesion_utils import models as M
+    from skinlesion_utils.studies.ch03_asff import fusion_walkthrough
 
     model = M.build_model("asff_resnet50", fusion=fusion, seed=0)
-    walk = M.fusion_walkthrough(model, torch.randn(1, 3, 64, 64))
+    walk = fusion_walkthrough(model, torch.randn(1, 3, 64, 64))
     fig = P.plot_fusion_walkthrough(walk)
     text = "\n".join(t.get_text() for t in fig.axes[0].texts)
     shown = [s for s in walk.step if s not in ("stem", "head_gap", "head_fc1", "logits")]
@@ -300,7 +301,7 @@ def test_plot_fusion_walkthrough_shows_every_recorded_shape(fusion):
         P.plot_fusion_walkthrough(walk.drop(columns="dims"))
 
 
-def test_plot_fusion_weights_panels_and_log_axis():
+def test_plot_fusion_weight_histogram_panels_and_log_axis():
     rng = np.random.default_rng(0)
     code = rng.dirichlet(np.ones(64), size=4).ravel()  # rows sum to 1 over 64 "channels"
     df = pd.concat([
@@ -308,12 +309,30 @@ def test_plot_fusion_weights_panels_and_log_axis():
         pd.DataFrame({"variant": "code", "mode": "train", "value": code, "uniform": 1 / 64}),
         pd.DataFrame({"variant": "code", "mode": "eval", "value": rng.dirichlet(np.full(64, 0.05), 4).ravel(), "uniform": 1 / 64}),
     ])
-    fig = P.plot_fusion_weights(df)
+    fig = P.plot_fusion_weight_histogram(df)
     assert [a.get_title() for a in fig.axes] == ["text", "code"]
     assert fig.axes[0].get_xscale() == "linear" and fig.axes[1].get_xscale() == "log"
     labels = fig.axes[1].get_legend_handles_labels()[1]
     assert "train (n=256)" in labels and "eval (n=256)" in labels and "equal logits: 0.0156" in labels
     with pytest.raises(ValueError, match="2 axes"):
-        P.plot_fusion_weights(df, ax=[fig.axes[0]])
+        P.plot_fusion_weight_histogram(df, ax=[fig.axes[0]])
     with pytest.raises(KeyError, match="uniform"):
-        P.plot_fusion_weights(df.drop(columns="uniform"))
+        P.plot_fusion_weight_histogram(df.drop(columns="uniform"))
+
+
+def test_plot_fusion_weights_by_class_draws_one_panel_per_variant():
+    from skinlesion_utils.fusion import ADAPTIVE_FUSIONS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for f in ADAPTIVE_FUSIONS:
+        y = np.r_[np.zeros(30, int), np.ones(20, int)]
+        rows.append(pd.DataFrame({"fusion": f, "seed": 0, "id": range(50), "y_true": y,
+                                  "layer3_share": rng.uniform(0.3, 0.7, 50),
+                                  "effective_n": rng.uniform(500, 1024, 50)}))
+    fig = P.plot_fusion_weights_by_class(pd.concat(rows))
+    assert [ax.get_title() for ax in fig.axes] == list(ADAPTIVE_FUSIONS)
+    counts = [sum(p.get_height() for p in ax.patches) for ax in fig.axes]
+    assert counts == [50, 50, 50]  # every image in one bin of its class histogram
+    with pytest.raises(ValueError, match="no adaptive fusion"):
+        P.plot_fusion_weights_by_class(pd.DataFrame({"fusion": ["none"], "y_true": [0], "layer3_share": [0.5]}))

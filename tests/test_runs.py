@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from skinlesion_utils import runs as R, splits
+from skinlesion_utils import checkpoints, runs as R, splits
 from skinlesion_utils import train as T
 from skinlesion_utils.data import ImageTensorStore
 
@@ -92,7 +92,7 @@ def test_get_or_train_trains_once_then_loads(subset, tmp_path, monkeypatch):
     _, score, ids = T.predict(model, te)
     assert ids == list(pred["id"]) and np.allclose(score, pred["y_score"], atol=1e-6)
     # the finished run's last.pt keeps weights, schedule and history but no Adam moments
-    ckpt = T.read_checkpoint(run.checkpoint("last"))
+    ckpt = checkpoints.read_checkpoint(run.checkpoint("last"))
     assert ckpt["optimizer"]["state"] == {} and ckpt["optimizer"]["released"] is True
     assert ckpt["optimizer"]["param_groups"] and ckpt["scheduler"]["last_epoch"] > 0 and len(ckpt["history"]) == 2
     assert R.release_optimizer_state(run.checkpoint("last")) == 0  # nothing left to release
@@ -100,7 +100,7 @@ def test_get_or_train_trains_once_then_loads(subset, tmp_path, monkeypatch):
     # second call: nothing is trained (fit would raise), the same run comes back
     def no_fit(*a, **k):
         raise AssertionError("fit must not run for a cached config")
-    monkeypatch.setattr(T, "fit", no_fit)
+    monkeypatch.setattr(R, "fit", no_fit)
     again = R.get_or_train(cfg, cache_dir=tmp_path, progress=False, model_fn=tiny_fn)
     assert again.dir == run.dir and again.results == res
     # a changed config trains a new run
@@ -148,10 +148,10 @@ def test_release_optimizer_state_shrinks_a_checkpoint_and_keeps_the_weights(subs
         T.fit(model, tr, va, recipe="fast", epochs=2, batch_size=32, seed=0, out_dir=tmp_path, device="cpu",
               progress=False, on_epoch_end=stop)
     path = tmp_path / "last.pt"
-    before = T.read_checkpoint(path)
+    before = checkpoints.read_checkpoint(path)
     assert before["epoch"] == 1 and before["optimizer"]["state"]  # AdamW moments kept mid-run
     saved = R.release_optimizer_state(path)
-    after = T.read_checkpoint(path)
+    after = checkpoints.read_checkpoint(path)
     assert saved > 0 and after["optimizer"]["state"] == {}
     assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
     assert R.release_optimizer_state(tmp_path / "missing.pt") == 0

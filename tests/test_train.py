@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skinlesion_utils import splits, train as T
+from skinlesion_utils import augment, checkpoints, splits, train as T
 from skinlesion_utils.augment import AugmentConfig, augment_batch, as_augment
 from skinlesion_utils.data import ImageTensorStore
 
@@ -138,19 +138,25 @@ def test_recipes_paper_and_fast():
 
 def test_paper_recipe_takes_each_models_optimizer_and_lr_from_the_paper_recipes(monkeypatch):
     from skinlesion_utils import paper as paper_module
+    from skinlesion_utils import runs
 
     paper = T.RECIPES["paper"]
     table = paper_module.recipe_table()
+
+    def resolved(name):  # what a run of that model trains with
+        return runs.resolved_recipe(runs.RunConfig(model=name, recipe="paper"))
+
     for name in ("alexnet", "resnet50", "asff_resnet50"):
-        r = paper.for_model(name)
+        r = resolved(name)
         assert (r.optimizer, r.lr) == (table[name]["optimizer"], table[name]["lr"])
     # a per-model entry (e.g. once Table 1 is transcribed) changes that model only
     edited = {k: dict(v) for k, v in table.items()}
     edited["alexnet"].update(optimizer="SGD", lr=0.01)
     monkeypatch.setattr(paper_module, "recipe_table", lambda claims=None: edited)
-    assert (paper.for_model("alexnet").optimizer, paper.for_model("alexnet").lr) == ("sgd", 0.01)
-    assert paper.for_model("resnet50").lr == table["resnet50"]["lr"]
-    assert paper.for_model("no_such_model") is paper and T.RECIPES["fast"].for_model("alexnet") is T.RECIPES["fast"]
+    assert (resolved("alexnet").optimizer, resolved("alexnet").lr) == ("sgd", 0.01)
+    assert resolved("resnet50").lr == table["resnet50"]["lr"]
+    assert paper.for_model("no_such_model", edited) is paper
+    assert T.RECIPES["fast"].for_model("alexnet", edited) is T.RECIPES["fast"]
 
 
 def test_make_optimizer_fuses_adam_on_cpu_with_the_same_update():
@@ -208,7 +214,7 @@ def test_fit_learns_real_images_and_writes_history(real16, tmp_path):
     tr, va = splits.train_val_split(train_store, 0.2, seed=0)
     model = _tiny(0, width=16)
     res = T.fit(model, tr, va, recipe="fast", epochs=8, batch_size=32, lr=5e-3, out_dir=tmp_path,
-                progress=False, model_spec=T.make_model_spec("tiny_cnn", {"width": 16}))
+                progress=False, model_spec=checkpoints.make_model_spec("tiny_cnn", {"width": 16}))
     h = res.history
     assert list(h.columns) == T.HISTORY_COLUMNS and len(h) == 8 and res.epochs_run == 8
     assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
@@ -222,7 +228,7 @@ def test_fit_learns_real_images_and_writes_history(real16, tmp_path):
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(y, s) > 0.75  # a 16 px tiny CNN still separates the classes
     # best.pt holds the weights of the best validation epoch, self-described
-    best = T.read_checkpoint(res.best_path)
+    best = checkpoints.read_checkpoint(res.best_path)
     assert best["epoch"] == int(h.loc[h["val_auc"].idxmax(), "epoch"])
     assert best["spec"]["name"] == "tiny_cnn" and best["spec"]["image_size"] == 16
 
@@ -242,38 +248,38 @@ def test_fit_is_deterministic_on_cpu_and_seed_matters(tmp_path):
 def test_checkpoint_is_complete_and_loads_with_weights_only(tmp_path):
     store = _random_store(48)
     m = _tiny()
-    spec = T.make_model_spec("tiny_cnn", {"width": 8}, image_size=16)
+    spec = checkpoints.make_model_spec("tiny_cnn", {"width": 8}, image_size=16)
     T.fit(m, store, None, epochs=2, batch_size=16, out_dir=tmp_path, progress=False, model_spec=spec)
     ck = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert ck["format"] == T.CHECKPOINT_FORMAT and ck["epoch"] == 2 and len(ck["history"]) == 2
+    assert ck["format"] == checkpoints.CHECKPOINT_FORMAT and ck["epoch"] == 2 and len(ck["history"]) == 2
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "spec", "settings"} <= ck.keys()
     assert {"torch", "numpy", "python", "data", "augment"} <= ck["rng"][0].keys()
-    assert ck["spec"]["normalisation"]["mean"] == list(T.IMAGENET_MEAN)
+    assert ck["spec"]["normalisation"]["mean"] == list(augment.IMAGENET_MEAN)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
     fresh = _tiny(5)
-    loaded, _ = T.load_checkpoint(tmp_path / "last.pt", fresh, model_spec=spec)
+    loaded, _ = checkpoints.load_checkpoint(tmp_path / "last.pt", fresh, model_spec=spec)
     assert _state_equal(loaded.state_dict(), m.state_dict())
 
 
 def test_loading_into_another_architecture_names_both(tmp_path):
     store = _random_store(32)
     T.fit(_tiny(), store, None, epochs=1, batch_size=16, out_dir=tmp_path, progress=False,
-          model_spec=T.make_model_spec("tiny_cnn", {"width": 8}))
+          model_spec=checkpoints.make_model_spec("tiny_cnn", {"width": 8}))
     other = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
-    with pytest.raises(T.CheckpointError, match=r"tiny_cnn.*Sequential"):
-        T.load_checkpoint(tmp_path / "last.pt", other)
-    with pytest.raises(T.CheckpointError, match=r"'tiny_cnn'.*resnet50"):
-        T.load_checkpoint(tmp_path / "last.pt", _tiny(), model_spec=T.make_model_spec("resnet50"))
+    with pytest.raises(checkpoints.CheckpointError, match=r"tiny_cnn.*Sequential"):
+        checkpoints.load_checkpoint(tmp_path / "last.pt", other)
+    with pytest.raises(checkpoints.CheckpointError, match=r"'tiny_cnn'.*resnet50"):
+        checkpoints.load_checkpoint(tmp_path / "last.pt", _tiny(), model_spec=checkpoints.make_model_spec("resnet50"))
     # resuming into another architecture fails the same way, before any training
-    with pytest.raises(T.CheckpointError, match="Sequential"):
+    with pytest.raises(checkpoints.CheckpointError, match="Sequential"):
         T.fit(other, store, None, epochs=2, batch_size=16, out_dir=tmp_path, resume=True, progress=False)
 
 
 def test_resume_refuses_other_settings_and_finished_run_is_a_no_op(tmp_path):
     store = _random_store(32)
-    spec = T.make_model_spec("tiny_cnn")
+    spec = checkpoints.make_model_spec("tiny_cnn")
     T.fit(_tiny(), store, None, epochs=2, batch_size=16, out_dir=tmp_path, progress=False, model_spec=spec)
-    with pytest.raises(T.CheckpointError, match=r"batch_size: checkpoint 16 vs now 8"):
+    with pytest.raises(checkpoints.CheckpointError, match=r"batch_size: checkpoint 16 vs now 8"):
         T.fit(_tiny(), store, None, epochs=2, batch_size=8, out_dir=tmp_path, resume=True, progress=False, model_spec=spec)
     final = torch.load(tmp_path / "last.pt", weights_only=True)
     assert final["epoch"] == 2 and final["optimizer"]["state"] == {} and final["optimizer"]["released"] is True
@@ -288,7 +294,7 @@ def test_resume_refuses_other_settings_and_finished_run_is_a_no_op(tmp_path):
 RUN_SCRIPT = TINY_CNN_SRC + '''
 import sys, torch
 torch.set_num_threads(1)
-from skinlesion_utils import splits, train as T
+from skinlesion_utils import checkpoints, splits, train as T
 from skinlesion_utils.data import ImageTensorStore
 store_file, out_dir, resume = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 blob = torch.load(store_file, weights_only=True)
@@ -297,7 +303,7 @@ tr, va = splits.train_val_split(store, 0.25, seed=0)
 T.seed_everything(0)
 model = TinyCNN(8)
 T.fit(model, tr, va, recipe="fast", epochs=int(sys.argv[4]), batch_size=16, seed=3, out_dir=out_dir,
-      resume=resume, device="cpu", progress=False, model_spec=T.make_model_spec("tiny_cnn"))
+      resume=resume, device="cpu", progress=False, model_spec=checkpoints.make_model_spec("tiny_cnn"))
 '''
 
 
@@ -346,7 +352,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 DDP_SCRIPT = TINY_CNN_SRC + '''
 import os, sys, torch, torch.distributed as dist
 torch.set_num_threads(1)
-from skinlesion_utils import splits, train as T
+from skinlesion_utils import checkpoints, splits, train as T
 from skinlesion_utils.data import ImageTensorStore
 blob = torch.load(sys.argv[1], weights_only=True)
 store = ImageTensorStore(blob["images"], blob["labels"], blob["ids"], 16)
@@ -354,7 +360,7 @@ tr, va = splits.train_val_split(store, 0.25, seed=0)
 T.seed_everything(0)
 model = TinyCNN(8)
 res = T.fit(model, tr, va, epochs=3, batch_size=16, seed=0, out_dir=sys.argv[2], device="cpu",
-            progress=False, model_spec=T.make_model_spec("tiny_cnn"))
+            progress=False, model_spec=checkpoints.make_model_spec("tiny_cnn"))
 rank = dist.get_rank()
 torch.save({k: v.clone() for k, v in model.state_dict().items()}, os.path.join(sys.argv[2], f"rank{rank}.pt"))
 with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as f:

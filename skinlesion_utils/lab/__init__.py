@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from .notebooks import (  # noqa: F401  (re-exported: book_tools and the tests use them)
+from ..data import DataError
+from .notebooks import (
     BEGIN_MARKER,
     END_MARKER,
     Exercise,
@@ -121,7 +122,6 @@ class Check:
         made_up = list(self._cases() if callable(self._cases) else self._cases)
         if self._real_cases is None:
             return made_up, None
-        from ..data import DataError
 
         try:
             real = [c if c.real else Case(c.name, c.args, c.kwargs, real=True) for c in self._real_cases()]

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import data
+from ..data import to_rgb
 from . import Case, Check, describe
 
 # ----------------------------------------------------------------- Exercise 1: malignant share
@@ -60,8 +62,6 @@ def _share_compare(got, expected: pd.Series, case: Case) -> str | None:
 
 
 def _share_real_cases() -> list[Case]:
-    from .. import data
-
     return [Case("the real isic_balanced table, data.dataset_table('isic_balanced')", (data.dataset_table("isic_balanced"),))]
 
 
@@ -112,10 +112,8 @@ def _mean_compare(got, expected: torch.Tensor, case: Case) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def _real_batch(n: int = 16, resolution: int = 64) -> torch.Tensor:
+def real_batch(n: int = 16, resolution: int = 64) -> torch.Tensor:
     """n test-split images of isic_balanced (half of each class), uint8 [n, 3, R, R]."""
-    from .. import data
-
     root = data.locate("isic_balanced", download=False)
     picks = []
     for cls in data.CLASSES:
@@ -125,7 +123,7 @@ def _real_batch(n: int = 16, resolution: int = 64) -> torch.Tensor:
 
 
 def _mean_real_cases() -> list[Case]:
-    batch = _real_batch()
+    batch = real_batch()
     return [
         Case(f"{len(batch)} real test images at 64 px", (batch.clone(),)),
         Case("one real image, cropped to 40×64 px", (batch[3:4, :, 12:52, :].clone(),)),
@@ -160,7 +158,6 @@ and pixels, as a fraction of 255. Prints ✅/❌; returns True/False."""
 def _composite_reference(rgba: np.ndarray) -> np.ndarray:
     from PIL import Image
 
-    from ..data import to_rgb
 
     return np.asarray(to_rgb(Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA")), dtype=np.uint8)
 
@@ -207,7 +204,7 @@ def _composite_cases() -> list[Case]:
 
 
 def _composite_real_cases() -> list[Case]:
-    image = _real_batch()[9].numpy().transpose(1, 2, 0)  # uint8 [64, 64, 3]
+    image = real_batch()[9].numpy().transpose(1, 2, 0)  # uint8 [64, 64, 3]
     h, w = image.shape[:2]
     yy, xx = np.mgrid[:h, :w]
     r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) / (min(h, w) / 2)

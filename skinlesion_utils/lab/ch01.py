@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from .. import audit, data, splits
 from . import Case, Check, describe
 
 # ----------------------------------------------------------------- shared real data
@@ -27,8 +28,6 @@ from . import Case, Check, describe
 @lru_cache(maxsize=1)
 def _isic2020() -> pd.DataFrame:
     """The official ISIC 2020 training ground truth (33,126 rows); DataError when absent."""
-    from .. import data
-
     return pd.read_csv(data.locate("isic2020_metadata", download=False) / "ISIC_2020_Training_GroundTruth_v2.csv")
 
 
@@ -132,8 +131,6 @@ def _hamming_cases() -> list[Case]:
 
 
 def _hamming_real_cases() -> list[Case]:
-    from .. import audit, data
-
     root = data.locate("isic_balanced", download=False)
     files = sorted((root / "test" / "malignant").glob("*.jpg"))[:2]
     bits = audit.compute_hashes(files, progress=False).bits[:, 0]  # whole-image view, 16 bytes
@@ -157,8 +154,6 @@ that differ (0 .. 8·n_bytes). Prints ✅/❌; returns True/False."""
 
 
 def _leak_reference(train: pd.DataFrame, test: pd.DataFrame, group_col: str) -> float:
-    from .. import splits
-
     return float(splits.patient_overlap(train, test, group_col).leaked_fraction)
 
 

@@ -21,6 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data import DataError, ImageTensorStore
+from ..metrics import report_with_ci
+from ..results import read_results
 from . import Case, Check, describe
 
 # ----------------------------------------------------------------- real data: colour rules
@@ -30,8 +33,6 @@ from . import Case, Check, describe
 def _colour_rules() -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
     """Labels int [660], scores of three colour rules on the real test images at 64 px (weak but
     real classifiers that need no training), and the images uint8 [660, 3, 64, 64]."""
-    from ..data import ImageTensorStore
-
     test = ImageTensorStore.from_dataset("isic_balanced", split="test", resolution=64, progress=False)
     x = test.images.float() / 255
     bright = x.mean(dim=(1, 2, 3)).numpy()
@@ -47,8 +48,6 @@ def _colour_rules() -> tuple[np.ndarray, dict[str, np.ndarray], torch.Tensor]:
 
 
 def _real_table() -> pd.DataFrame:
-    from ..metrics import report_with_ci
-
     y, scores, _ = _colour_rules()
     rows = {}
     for name, s in scores.items():
@@ -236,9 +235,6 @@ def _pareto_cases() -> list[Case]:
 
 
 def _pareto_real_cases() -> list[Case]:
-    from ..data import DataError
-    from ..runs import read_results
-
     try:
         table = read_results("02_baselines", "baselines", profile="ci")
     except FileNotFoundError as exc:

@@ -22,7 +22,11 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from .. import fusion, models
+from ..fusion import GlobalWeights
+from ..augment import normalise
 from . import Case, Check, describe
+from .ch00 import real_batch
 
 # ----------------------------------------------------------------- real feature maps
 
@@ -35,11 +39,7 @@ def _real_features() -> dict[str, torch.Tensor]:
     [4, 2048, 2, 2], ``f2`` (layer4 resized + projected) [4, 1024, 4, 4], ``omega`` [4] (the weight
     of an asff_text fusion module, seed 0) and the asff_code weight branch's FC parameters
     ``w1`` [1024, 2048], ``b1`` [1024], ``w2`` [1024, 1024], ``b2`` [1024]."""
-    from .. import fusion, models
-    from ..train import normalise
-    from .ch00 import _real_batch
-
-    batch = _real_batch()  # 16 real test images, uint8 [16, 3, 64, 64]: 8 benign then 8 malignant
+    batch = real_batch()  # 16 real test images, uint8 [16, 3, 64, 64]: 8 benign then 8 malignant
     x = normalise(batch[[0, 1, 8, 9]])
     model = models.build_model("asff_resnet50", fusion="asff_code", seed=0).train()
     with torch.no_grad():
@@ -137,8 +137,6 @@ Prints ✅/❌; returns True/False."""
 
 
 def _channel_reference(f1, f2, w1, b1, w2, b2) -> torch.Tensor:
-    from ..fusion import GlobalWeights
-
     branch = GlobalWeights(f1.shape[1], w1.shape[0], w2.shape[0]).to(f1.dtype)
     branch.load_state_dict({"fc1.weight": w1, "fc1.bias": b1, "fc2.weight": w2, "fc2.bias": b2})
     with torch.no_grad():

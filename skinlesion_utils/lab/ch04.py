@@ -25,7 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import data
+from ..augment import AugmentConfig, augment_batch
+from ..profiles import profile
+from ..train import Recipe, get_recipe, make_scheduler
 from . import Case, Check, describe
+from .ch00 import real_batch
 
 # ----------------------------------------------------------------- the real training split
 
@@ -35,7 +40,6 @@ def _real_train_size(val_fraction: float = 0.15, seed: int = 0) -> int:
     (computed from the manifest's class counts, without decoding any image)."""
     from sklearn.model_selection import train_test_split
 
-    from .. import data
 
     counts = data.dataset_table("isic_balanced")
     labels = np.repeat([0, 1], [int(counts.loc["train", "benign"]), int(counts.loc["train", "malignant"])])
@@ -93,8 +97,6 @@ def _steps_cases() -> list[Case]:
 
 
 def _steps_real_cases() -> list[Case]:
-    from ..profiles import profile
-
     n = _real_train_size()
     cases = []
     for name in ("ci", "full"):
@@ -124,8 +126,6 @@ Prints ✅/❌; returns True/False."""
 
 def _lr_reference(step: int, total_steps: int, peak_lr: float, warmup_fraction: float = 0.25) -> float:
     """The engine's own schedule: train.make_scheduler's multiplier at ``step`` × the peak."""
-    from ..train import Recipe, make_scheduler
-
     recipe = Recipe(name="exercise", description="", optimizer="sgd", lr=peak_lr, schedule="onecycle",
                     warmup_fraction=warmup_fraction)
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=peak_lr)
@@ -172,9 +172,6 @@ def _lr_cases() -> list[Case]:
 
 
 def _lr_real_cases() -> list[Case]:
-    from ..profiles import profile
-    from ..train import get_recipe
-
     prof = profile("ci")
     rec = get_recipe("fast")
     total = _steps_reference(_real_train_size(), prof.batch_size) * prof.epochs
@@ -202,8 +199,6 @@ Prints ✅/❌; returns True/False."""
 
 
 def _flip_shift_reference(x: torch.Tensor, seed: int, shift: float = 0.1) -> torch.Tensor:
-    from ..augment import AugmentConfig, augment_batch
-
     return augment_batch(x, AugmentConfig(hflip=0.5, vflip=0.0, shift=shift), torch.Generator().manual_seed(seed))
 
 
@@ -284,9 +279,7 @@ def _flip_shift_cases() -> list[Case]:
 
 
 def _flip_shift_real_cases() -> list[Case]:
-    from .ch00 import _real_batch
-
-    batch = _real_batch()  # 16 real test images, uint8 [16, 3, 64, 64]
+    batch = real_batch()  # 16 real test images, uint8 [16, 3, 64, 64]
     return [
         Case("16 real test images at 64 px, seed 0, the paper's shift 0.1", (batch.clone(), 0, 0.1)),
         Case("4 real test images cropped to 40×64 px, seed 7, shift 0.25", (batch[4:8, :, 12:52, :].clone(), 7, 0.25)),

@@ -8,7 +8,7 @@
   interval for accuracy, by hand.
 
 Each check compares the learner's function with a reference computed another way
-(scikit-learn's recall on the expanded labels, :func:`skinlesion_utils.metrics.nearest_fraction`,
+(scikit-learn's recall on the expanded labels, :func:`skinlesion_utils.verdicts.nearest_fraction`,
 ``scipy.stats.bootstrap``) on made-up cases and on cases built from the real test images (a
 "darker lesion = malignant" rule, so no trained model is needed), and prints ✅ or ❌ with a hint —
 never the expected values.
@@ -19,6 +19,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from .. import data
+from ..data import ImageTensorStore
+from ..verdicts import nearest_fraction
 from . import Case, Check, as_float_pair, describe
 
 # ----------------------------------------------------------------- real data: a darkness rule
@@ -28,8 +31,6 @@ from . import Case, Check, as_float_pair, describe
 def _darkness_rule() -> tuple[np.ndarray, np.ndarray]:
     """(labels int [660], predictions int [660]) of "darker than the median = malignant" on the
     real test images at 64 px — a weak but real classifier."""
-    from ..data import ImageTensorStore
-
     test = ImageTensorStore.from_dataset("isic_balanced", split="test", resolution=64, progress=False)
     brightness = test.images.float().mean(dim=(1, 2, 3)).numpy()
     pred = (brightness < np.median(brightness)).astype(np.int64)
@@ -100,8 +101,6 @@ positive). Expected: ``(tp / (tp + fn), tn / (tn + fp))``. Prints ✅/❌; retur
 
 
 def _achievable_reference(printed: str, n: int) -> bool:
-    from ..metrics import nearest_fraction
-
     return bool(nearest_fraction(printed, n)["consistent"])
 
 
@@ -122,8 +121,6 @@ def _achievable_compare(got, expected: bool, case: Case) -> str | None:
 
 
 def _achievable_real_cases() -> list[Case]:
-    from .. import data
-
     counts = data.dataset_table("isic_balanced")
     n_test = int(counts.loc["test", "total"])
     return [Case("the v2 headline '93.182' on the real test set's size", ("93.182", n_test)),

@@ -20,6 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data import ImageTensorStore
+from ..fusion import fusion_weight_summary
+from ..metrics import classification_report, mcnemar
 from . import Case, Check, describe
 
 # ----------------------------------------------------------------- real data: colour rules
@@ -28,8 +31,6 @@ from . import Case, Check, describe
 @lru_cache(maxsize=1)
 def _test_images() -> tuple[np.ndarray, torch.Tensor]:
     """Labels int [660] and images uint8 [660, 3, 64, 64] of the real test split."""
-    from ..data import ImageTensorStore
-
     test = ImageTensorStore.from_dataset("isic_balanced", split="test", resolution=64, progress=False)
     return test.labels.numpy().astype(np.int64), test.images
 
@@ -95,8 +96,6 @@ def _gain_cases() -> list[Case]:
 
 
 def _gain_real_cases() -> list[Case]:
-    from ..metrics import classification_report
-
     y, _ = _test_images()
     rows = []
     for seed in (0, 1, 2):
@@ -123,8 +122,6 @@ row order). Prints ✅/❌; returns True/False."""
 
 
 def _eff_reference(w: torch.Tensor) -> torch.Tensor:
-    from ..fusion import fusion_weight_summary
-
     return torch.tensor(fusion_weight_summary(w, "asff_code")["effective_n"].to_numpy(), dtype=torch.float64)
 
 
@@ -183,8 +180,6 @@ check_effective_channels.__doc__ = """Check Exercise 2: ``effective_channels(w) 
 
 
 def _mcnemar_reference(y_true, pred_a, pred_b) -> float:
-    from ..metrics import mcnemar
-
     return float(mcnemar(y_true, pred_a, pred_b)["p_value"])
 
 

@@ -11,7 +11,7 @@
   :func:`skinlesion_utils.models.list_models`).
 
 Each check compares the learner's function with a reference computed another way (the
-package's :func:`skinlesion_utils.cam.localisation_score`; forward hooks on every block) on
+package's :func:`skinlesion_utils.localisation.localisation_score`; forward hooks on every block) on
 made-up cases (for the layer choice: the book's own architectures) and on cases built from the
 real data (approximate lesion masks of real test images; the real images' own size), and prints ✅ or ❌ with a hint — never the expected
 values.
@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import data
+from ..localisation import approximate_lesion_masks, centre_prior, localisation_score
+from ..models import build_model
 from . import Case, Check, describe
+from .ch00 import real_batch
 
 # ----------------------------------------------------------------- real data: masks of test images
 
@@ -33,10 +37,7 @@ from . import Case, Check, describe
 def _real_masks() -> np.ndarray:
     """Approximate lesion masks (classical segmentation) of 16 real test images at 64 px,
     ``bool [16, 64, 64]``; the images whose mask is empty are dropped."""
-    from ..cam import approximate_lesion_masks
-    from .ch00 import _real_batch
-
-    masks = approximate_lesion_masks(_real_batch().numpy())
+    masks = approximate_lesion_masks(real_batch().numpy())
     return masks[masks.any(axis=(1, 2))]
 
 
@@ -58,8 +59,6 @@ def _smooth_maps(n: int, size: int, seed: int) -> np.ndarray:
 
 
 def _energy_reference(cam: np.ndarray, mask: np.ndarray) -> float:
-    from ..cam import localisation_score
-
     return float(localisation_score(np.asarray(cam)[None], np.asarray(mask)[None]).energy_inside[0])
 
 
@@ -111,8 +110,6 @@ def _energy_cases() -> list[Case]:
 
 
 def _energy_real_cases() -> list[Case]:
-    from ..cam import centre_prior
-
     masks = _real_masks()
     maps = _smooth_maps(3, masks.shape[-1], seed=1)
     return [
@@ -139,8 +136,6 @@ check_energy_inside.__doc__ = """Check Exercise 1: ``energy_inside(cam, mask) ->
 
 
 def _pointing_reference(cams: np.ndarray, masks: np.ndarray) -> float:
-    from ..cam import localisation_score
-
     hits = localisation_score(np.asarray(cams), np.asarray(masks)).pointing_hit.to_numpy(float)
     hits = hits[np.isfinite(hits)]
     return float(hits.mean()) if hits.size else float("nan")
@@ -213,8 +208,6 @@ def _pointing_cases() -> list[Case]:
 
 
 def _pointing_real_cases() -> list[Case]:
-    from ..cam import centre_prior
-
     masks = _real_masks()
     n = len(masks)
     maps = _smooth_maps(n, masks.shape[-1], seed=2)
@@ -278,8 +271,6 @@ def _block_sides(model: nn.Module, image_size: int) -> list[tuple[str, tuple[int
 
 @lru_cache(maxsize=8)
 def _model(name: str) -> nn.Module:
-    from ..models import build_model
-
     return build_model(name, seed=0)
 
 
@@ -324,7 +315,6 @@ def _deepest_real_cases() -> list[Case]:
     """The input size read from a real test image (the paper's images are stored at 224 px)."""
     from PIL import Image
 
-    from .. import data
 
     first = sorted((data.locate("isic_balanced", download=False) / "test" / "benign").glob("*.jpg"))[0]
     with Image.open(first) as im:

@@ -9,7 +9,7 @@
 
 Each check compares the learner's function with a reference computed another way (pandas
 ``isin``, the package's own ``data.decode_image`` rules with PIL, the package's vectorised
-``external.metric_difference``) on made-up cases and on cases built from the real external
+``metrics.metric_difference``) on made-up cases and on cases built from the real external
 images, and prints ✅ or ❌ with a hint — never the expected values.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import data
+from ..metrics import metric_difference
 from . import Case, Check, describe
 
 # ----------------------------------------------------------------- shared cases
@@ -43,8 +45,6 @@ def _made_up_table(n: int = 400, seed: int = 0, contaminated_share: float = 0.1)
 
 def _real_table(seed: int = 7):
     """The real external sample's ids and labels with a seeded score; a seeded 8 % 'contaminated'."""
-    from .. import data
-
     name = data.external_dataset_name()
     data.locate(name, download=False)  # DataError when the data is not on disk: real cases skipped
     ids = sorted(data.get_spec(name).manifest_entries())
@@ -203,7 +203,6 @@ def _squash_cases() -> list[Case]:
 def _squash_real_cases() -> list[Case]:
     from PIL import Image
 
-    from .. import data
 
     name = data.external_dataset_name()
     root = data.locate(name, download=False)
@@ -240,8 +239,6 @@ _N_BOOT_REFERENCE = 4000
 
 
 def _drop_ci_reference(predictions: pd.DataFrame, contaminated_ids, n_boot: int = 2000, seed: int = 0):
-    from ..external import metric_difference
-
     clean = ~predictions["id"].astype(str).isin(set(map(str, contaminated_ids))).to_numpy()
     everything = np.ones(len(predictions), dtype=bool)
     r = metric_difference(predictions, everything, clean, "accuracy", n_boot=_N_BOOT_REFERENCE, seed=12345)

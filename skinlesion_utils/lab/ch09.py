@@ -9,7 +9,7 @@
   largest).
 
 Each check compares the learner's function with a reference computed another way (a closed
-``pandas.Interval``; :func:`skinlesion_utils.metrics.accuracy_from_recall_specificity`, which
+``pandas.Interval``; :func:`skinlesion_utils.verdicts.accuracy_from_recall_specificity`, which
 enumerates the confusion matrices) on made-up cases and on cases with the real test set's class
 sizes (read from the packaged manifest), and prints ✅ or ❌ with a hint — never the expected values.
 """
@@ -20,6 +20,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import data, paper
+from ..verdicts import accuracy_from_recall_specificity
 from . import Case, Check, as_float_pair, describe
 
 # ----------------------------------------------------------------- Exercise 1: verdict
@@ -63,8 +65,6 @@ def _wilson(k: int, n: int) -> tuple[float, float]:
 
 
 def _verdict_cases() -> list[Case]:
-    from .. import paper
-
     head = paper.claim("headline.accuracy").number
     lo, hi = _wilson(615, 660)
     lo2, hi2 = _wilson(560, 660)
@@ -82,8 +82,6 @@ def _verdict_cases() -> list[Case]:
 
 
 def _verdict_real_cases() -> list[Case]:
-    from .. import paper
-
     n_pos, n_neg = _test_sizes()
     lo, hi = _wilson(n_neg, n_pos + n_neg)  # the do-nothing classifier: every image benign
     n = n_pos + n_neg
@@ -112,8 +110,6 @@ Prints ✅/❌; returns True/False."""
 
 
 def _implied_reference(recall: float, specificity: float, n_pos: int, n_neg: int) -> float:
-    from ..metrics import accuracy_from_recall_specificity
-
     return float(accuracy_from_recall_specificity(recall, specificity, n_pos, n_neg)["implied_accuracy"])
 
 
@@ -141,8 +137,6 @@ def _implied_compare(got, expected: float, case: Case) -> str | None:
 
 
 def _test_sizes() -> tuple[int, int]:
-    from .. import data
-
     t = data.dataset_table("isic_balanced")  # counted in the packaged manifest
     return int(t.loc["test", "malignant"]), int(t.loc["test", "benign"])
 
@@ -175,8 +169,6 @@ check_implied_accuracy.__doc__ = """Check Exercise 2: ``implied_accuracy(recall,
 
 
 def _range_reference(recall: str, specificity: str, n_pos: int, n_neg: int) -> tuple[float, float]:
-    from ..metrics import accuracy_from_recall_specificity
-
     r = accuracy_from_recall_specificity(recall, specificity, n_pos, n_neg)
     return float(r["accuracy_min"]), float(r["accuracy_max"])
 

@@ -1,7 +1,8 @@
 """Chapter 07's analysis of Grad-CAM maps: what only ``chapters/07_gradcam`` needs.
 
-The mechanism – target layers, batched maps, the randomisation check, faithfulness, the
-localisation score, lesion masks, the centre prior – is :mod:`skinlesion_utils.cam`. This module
+The mechanism – target layers, batched maps, the randomisation check and faithfulness in
+:mod:`skinlesion_utils.cam`; lesion masks, the localisation score and the centre prior in
+:mod:`skinlesion_utils.localisation` – is shared with the lab and the command line. This module
 turns its output into the chapter's tables and figures:
 
 * maps at the display size (:func:`resize_maps`) and per-step summaries of a randomisation
@@ -25,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import wilcoxon
 
-from ..cam import as_images, as_numpy, localisation_score, spearman, summarise_localisation
+from ..cam import as_images, as_numpy, spearman
+from ..localisation import localisation_score, summarise_localisation
 from ..metrics import interval_word, mean_ci
 
 __all__ = [
@@ -106,9 +108,9 @@ def peak_grid(cams, grid: int | tuple[int, int]) -> np.ndarray:
     """Where the maps' maxima fall: counts on a ``grid`` (e.g. the target layer's own h × w).
 
     ``cams float [N, H, W]`` → ``int64 [gh, gw]``: each non-constant map adds 1 to the cell of
-    its first maximum (row-major, as :func:`localisation_score`'s pointing game); constant maps
-    are not counted. All counts in one cell = every map points at the same place, whatever the
-    image.
+    its first maximum (row-major, as the pointing game of
+    :func:`~skinlesion_utils.localisation.localisation_score`); constant maps are not counted.
+    All counts in one cell = every map points at the same place, whatever the image.
     """
     c = as_numpy(cams)
     gh, gw = (grid, grid) if isinstance(grid, (int, np.integer)) else grid
@@ -124,7 +126,8 @@ def peak_grid(cams, grid: int | tuple[int, int]) -> np.ndarray:
 
 def localisation_table(maps, masks, *, ids: Sequence[str], labels, mask_kind: str = "approximate",
                        extra: dict | None = None) -> pd.DataFrame:
-    """:func:`localisation_score` of several sets of maps on the same images, stacked long.
+    """:func:`~skinlesion_utils.localisation.localisation_score` of several sets of maps on the
+    same images, stacked long.
 
     Args:
         maps: ``{(model, layer): float [N, H, W]}``; a single ``float [H, W]`` map (a control
@@ -166,7 +169,7 @@ def localisation_table(maps, masks, *, ids: Sequence[str], labels, mask_kind: st
 def summary_table(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """One row per ``(model, layer)`` of a :func:`localisation_table`: ``n``, energy inside the
     mask and pointing game with 95 % bootstrap intervals, ``chance`` (mean mask area share) and
-    energy minus chance with its interval (:func:`~skinlesion_utils.cam.summarise_localisation`)."""
+    energy minus chance with its interval (:func:`~skinlesion_utils.localisation.summarise_localisation`)."""
     rows = []
     for (model_name, layer_name), g in table.groupby(["model", "layer"], sort=False):
         g = g.copy()
@@ -183,7 +186,8 @@ def summary_table(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def paired_localisation(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0) -> dict:
-    """Paired comparison of two :func:`localisation_score` tables of the *same* images (A − B).
+    """Paired comparison of two :func:`~skinlesion_utils.localisation.localisation_score` tables
+    of the *same* images (A − B).
 
     * Energy inside the mask: mean of the per-image differences with a 95 % percentile-bootstrap
       interval, and the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) – images

@@ -1,4 +1,6 @@
-"""Tests of skinlesion_utils.external (chapter 08: external validation).
+"""Tests of chapter 08's external validation (skinlesion_utils.studies.ch08_external) and of the
+core tools it uses on real data: splits.external_split, metrics.metric_difference,
+metrics.paired_comparison and metrics.ci_strings.
 
 Real data throughout: the external sample's ids and images, the paper's isic_balanced images.
 The "compute the pairs" path of ``external_pairs`` hashes small real subsets (the registry-wide
@@ -16,9 +18,9 @@ import pandas as pd
 import pytest
 import torch
 
-from skinlesion_utils import audit, data, image_stats, results
-from skinlesion_utils import external as X
+from skinlesion_utils import audit, data, image_stats, results, splits
 from skinlesion_utils import metrics as M
+from skinlesion_utils.studies import ch08_external as X
 
 DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 pytestmark = pytest.mark.skipif(not (DATA / "isic2019_external_sample").is_dir(), reason="needs the course data folder")
@@ -62,7 +64,7 @@ def _restricted_hash_dataset(small_sets):
 
 
 def test_external_pairs_computes_when_chapter01_file_missing(monkeypatch, tmp_path, small_sets):
-    monkeypatch.setenv(audit.ENV_RESULTS, str(tmp_path))  # empty results folder: no chapter 01 file
+    monkeypatch.setenv(results.ENV_RESULTS, str(tmp_path))  # empty results folder: no chapter 01 file
     monkeypatch.setattr(audit, "hash_dataset", _restricted_hash_dataset(small_sets))
     threshold = 40  # loose enough that unrelated real images pair up, so the table is not empty
     pairs = X.external_pairs("ci", EXT, threshold=threshold)
@@ -81,7 +83,7 @@ def test_external_pairs_computes_when_chapter01_file_missing(monkeypatch, tmp_pa
 
 
 def test_external_pairs_loads_chapter01_file_and_rejects_foreign_ones(monkeypatch, tmp_path, small_sets):
-    monkeypatch.setenv(audit.ENV_RESULTS, str(tmp_path))
+    monkeypatch.setenv(results.ENV_RESULTS, str(tmp_path))
     monkeypatch.setattr(audit, "hash_dataset", _restricted_hash_dataset(small_sets))
     computed = X.external_pairs("ci", EXT, threshold=60, recompute=True)
     assert len(computed) >= 10
@@ -155,12 +157,12 @@ def test_contamination_flags_rejects_pairs_of_another_set(ext_ids):
 
 def test_external_split_matches_full_manifest(ext_ids):
     full = set(data.get_spec("isic2019_external").manifest_entries())
-    split = X.external_split(ext_ids)
+    split = splits.external_split(ext_ids)
     assert list(split.index) == ext_ids and set(split) == {"train", "test"}
     assert all(f"{s}/{i}" in full for i, s in split.items())  # same class folder, same file name
     some_full = sorted(full)[:3] + sorted(full)[-3:]
-    assert X.external_split(some_full).tolist() == [r.split("/")[0] for r in some_full]
-    assert X.external_split(["benign/not_an_isic_file.jpg"]).tolist() == [""]
+    assert splits.external_split(some_full).tolist() == [r.split("/")[0] for r in some_full]
+    assert splits.external_split(["benign/not_an_isic_file.jpg"]).tolist() == [""]
 
 
 # ----------------------------------------------------------------------------- subsets
@@ -187,12 +189,12 @@ def test_subset_report_agrees_with_metrics(preds):
         assert rep.loc["clean", f"{metric}_low"] == pytest.approx(ref.loc[metric, "low"])
         assert rep.loc["clean", f"{metric}_low"] <= rep.loc["clean", metric] <= rep.loc["clean", f"{metric}_high"]
     assert rep.loc["benign only", "n_pos"] == 0 and np.isnan(rep.loc["benign only", "roc_auc"])
-    shown = X.ci_columns(rep, ["accuracy"], decimals=2, keep=("n",))
+    shown = M.ci_strings(rep, ["accuracy"], decimals=2, keep=("n",))
     assert list(shown.columns) == ["n", "accuracy"] and shown.loc["benign only", "accuracy"] == "–"
     p, lo, hi = rep.loc["clean", ["accuracy", "accuracy_low", "accuracy_high"]]
     assert shown.loc["clean", "accuracy"] == f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
     with pytest.raises(KeyError, match="not in the table"):
-        X.ci_columns(rep, ["f1"])
+        M.ci_strings(rep, ["f1"])
     with pytest.raises(ValueError, match="bool mask"):
         X.subset_report(preds, {"bad": [0, 1]})
 
@@ -201,28 +203,28 @@ def test_metric_difference_nested_disjoint_and_identical(preds):
     y, s = preds.y_true.to_numpy(), preds.y_score.to_numpy()
     everything = np.ones(len(preds), bool)
     clean = np.arange(len(preds)) % 9 != 0
-    same = X.metric_difference(preds, clean, clean, "auc", n_boot=300)
+    same = M.metric_difference(preds, clean, clean, "auc", n_boot=300)
     assert same["delta"] == 0 and same["low"] == 0 and same["high"] == 0 and same["metric"] == "roc_auc"
-    nested = X.metric_difference(preds, everything, clean, n_boot=1000)
+    nested = M.metric_difference(preds, everything, clean, n_boot=1000)
     acc = lambda m: float(((s[m] >= 0.5) == y[m]).mean())  # noqa: E731
     assert nested["delta"] == pytest.approx(acc(everything) - acc(clean))
     assert nested["low"] <= nested["delta"] <= nested["high"]
     # make the small subset perfect: the difference is large and its CI excludes 0
     perfect = preds.copy()
     perfect.loc[~clean, "y_score"] = perfect.loc[~clean, "y_true"].astype(float)
-    disjoint = X.metric_difference(perfect, ~clean, clean, n_boot=1000)
+    disjoint = M.metric_difference(perfect, ~clean, clean, n_boot=1000)
     assert disjoint["a"] == 1.0 and disjoint["n_a"] == (~clean).sum()
     assert disjoint["low"] > 0 and disjoint["delta"] == pytest.approx(1.0 - acc(clean))
     with pytest.raises(ValueError, match="both classes"):
-        X.metric_difference(preds, y == 1, clean, "auc")
+        M.metric_difference(preds, y == 1, clean, "auc")
 
 
 def test_paired_comparison(preds):
     y, s = preds.y_true.to_numpy(), preds.y_score.to_numpy()
-    tie = X.paired_comparison(y, s, s, n_boot=200)
+    tie = M.paired_comparison(y, s, s, n_boot=200)
     assert tie["mcnemar_b"] == tie["mcnemar_c"] == 0 and tie["mcnemar_p"] == 1.0 and tie["auc_delta"] == 0
     worse = np.clip(s + np.random.default_rng(1).normal(0, 0.2, s.size), 0, 1)
-    r = X.paired_comparison(y, s, worse, n_boot=500)
+    r = M.paired_comparison(y, s, worse, n_boot=500)
     mc = M.mcnemar(y, (s >= 0.5).astype(int), (worse >= 0.5).astype(int))
     assert (r["mcnemar_b"], r["mcnemar_c"], r["mcnemar_p"]) == (mc["b"], mc["c"], mc["p_value"])
     assert r["auc_delta"] > 0 and r["auc_delta"] == pytest.approx(r["auc_a"] - r["auc_b"])

@@ -1,4 +1,4 @@
-"""Tests of skinlesion_utils.reproduction: the claims register read against small synthetic
+"""Tests of chapter 09's reproduction audit (skinlesion_utils.studies.ch09_audit): the claims register read against small synthetic
 results folders (tmp_path), one per verdict path, plus the missing-file, missing-key and
 unreadable-file paths; the interval rule, the setting rule, the data findings and the saved files.
 
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from skinlesion_utils import data, paper, results
-from skinlesion_utils import reproduction as R
+from skinlesion_utils.studies import ch09_audit as R
 
 CLAIMS = paper.load_claims()
 
@@ -85,7 +85,7 @@ def test_missing_files_give_not_measured_naming_the_chapter(tmp_path):
     assert reg.loc["external.accuracy", "verdict"] == "not measured"
     assert "run chapter 08_external_validation" in reg.loc["external.accuracy", "reason"]
     # every register entry and every table placeholder has a row and a known verdict
-    assert set(reg["verdict"]) <= set(R.VERDICTS)
+    assert set(reg["verdict"]) <= set(R.REPRODUCTION_VERDICTS)
     assert {e.id for e in R.REGISTER} <= set(reg.index)
     assert list(dict.fromkeys(reg["group"])) == [g for g in R.GROUPS if g in set(reg["group"])]
 
@@ -321,9 +321,10 @@ def test_paired_gain_with_missing_runs_is_flagged_broken(tmp_path):
 
 
 def test_files_written_by_the_chapters_own_writers_are_read(tmp_path):
-    """The formats chapters 05, 06 and 08 write (results.write_results, experiments.save,
-    external.subset_report) are the ones the register reads: no key is reported missing."""
-    from skinlesion_utils import experiments, external, metrics, runs
+    """The formats chapters 05, 06 and 08 write (results.write_results, results.save,
+    ch08_external.subset_report) are the ones the register reads: no key is reported missing."""
+    from skinlesion_utils import metrics
+    from skinlesion_utils.studies import ch08_external
 
     rng = np.random.default_rng(0)
     y = np.r_[np.ones(40, int), np.zeros(50, int)]
@@ -333,18 +334,18 @@ def test_files_written_by_the_chapters_own_writers_are_read(tmp_path):
                                          "summary": {"config": {"image_size": 64, "pretrained": False, "epochs": 12}}},
                        profile="ci", root=tmp_path)
     preds = _ablation_predictions()
-    experiments.save("06_ablation", {"predictions": preds.reset_index().set_index(["fusion", "seed"])},
+    results.save("06_ablation", {"predictions": preds.reset_index().set_index(["fusion", "seed"])},
                      {"settings": [{"label": "none (seed 0)", "image_size": 64, "pretrained": False, "epochs": 3}]},
                      profile="ci", root=tmp_path)
     pred_df = pd.DataFrame({"id": [f"i{k}" for k in range(y.size)], "y_true": y, "y_score": score})
-    sub = external.subset_report(pred_df, {"data3/test part": np.ones(y.size, bool)}, n_boot=200)
+    sub = ch08_external.subset_report(pred_df, {"data3/test part": np.ones(y.size, bool)}, n_boot=200)
     results.write_results("08_external_validation", {"subset_metrics": sub.assign(model="main").reset_index()},
                        profile="ci", root=tmp_path)
-    from skinlesion_utils import cam
+    from skinlesion_utils import localisation
 
     loc = pd.DataFrame({"energy_inside": rng.random(30), "pointing_hit": rng.random(30) > 0.5,
                         "mask_fraction": 0.3 * rng.random(30), "mask_kind": "approximate"})
-    results.write_results("07_gradcam", {"localisation": {**cam.summarise_localisation(loc, seed=0),
+    results.write_results("07_gradcam", {"localisation": {**localisation.summarise_localisation(loc, seed=0),
                                                        "settings": {"image_size": 128, "pretrained": False, "epochs": 12}}},
                        profile="ci", root=tmp_path)
     reg = R.claims_register(root=tmp_path)
@@ -366,7 +367,7 @@ def test_arithmetic_table_adds_the_derived_accuracies():
     t = R.arithmetic_table()
     base = paper.arithmetic_checks()
     assert len(t) == len(base) + sum(e.derived is not None for e in R.REGISTER)
-    assert set(t["verdict"]) <= set(paper.VERDICTS)
+    assert set(t["verdict"]) <= set(paper.ARITHMETIC_VERDICTS)
     derived = t.iloc[len(base):]
     assert all(s.startswith("baselines.resnet50_accuracy") for s in derived["subject"])
 
@@ -418,10 +419,10 @@ def test_data_findings_without_chapter_01_say_which_chapter_to_run(tmp_path):
 def test_verdict_counts_trust_summary_and_save(tmp_path):
     reg = R.claims_register(root=tmp_path)
     counts = R.verdict_counts(reg)
-    assert list(counts.columns) == list(R.VERDICTS) and list(counts.index) == [*R.GROUPS, "total"]
+    assert list(counts.columns) == list(R.REPRODUCTION_VERDICTS) and list(counts.index) == [*R.GROUPS, "total"]
     assert counts.loc["total"].sum() == len(reg)
     s = R.trust_summary(reg)
-    assert s["n_claims"] == len(reg) and sum(s[v] for v in R.VERDICTS) == len(reg)
+    assert s["n_claims"] == len(reg) and sum(s[v] for v in R.REPRODUCTION_VERDICTS) == len(reg)
     assert set(s["inconsistent_ids"]) == set(reg.index[reg.verdict == "inconsistent"])
     assert set(s["reproduced_paper_ids"]) <= set(s["reproduced_ids"])
     assert all(reg.loc[c, "status"] == "paper" for c in s["reproduced_paper_ids"])
@@ -435,3 +436,12 @@ def test_verdict_counts_trust_summary_and_save(tmp_path):
     assert list(back["verdict"]) == list(reg["verdict"]) and list(back["broken"]) == list(reg["broken"])
     pd.testing.assert_series_equal(back["ci_value"], reg["ci_value"], check_names=False)
     assert back.loc["headline.pr_auc", "paper"] == paper.claim("headline.pr_auc").value  # trailing zero kept
+
+
+def test_plot_register_draws_levels_and_gains(tmp_path):
+    """plot_register draws the register of chapter 09: levels on top, gains below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = R.plot_register(R.claims_register(root=tmp_path))
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "gains over ResNet-50"

@@ -1,4 +1,4 @@
-"""The reproduction audit: every numeric claim of the paper against what this book measured.
+"""The reproduction audit of chapter 09: every numeric claim of the paper against what this book measured.
 
 Taught in chapter 09 (``chapters/09_reproduction_audit``), the last chapter: it reads the results
 files the other chapters write under ``results/<profile>/<chapter>/`` and the paper's claims from
@@ -14,7 +14,7 @@ What this module owns
 * :func:`claims_register` — the register evaluated against the files: per claim the paper value
   as printed, where it is printed, our measured value and 95 % interval under the ``ci`` profile
   and, when a ``results/full`` file from a real GPU run exists, under ``full`` (with its
-  provenance), and a verdict (:data:`VERDICTS`) with the reason. A missing file or key never
+  provenance), and a verdict (:data:`REPRODUCTION_VERDICTS`) with the reason. A missing file or key never
   raises: the verdict says ``not measured`` and names the file and the chapter to run.
 * The rules behind a verdict: :func:`paper_setting` (224 px, ImageNet weights, as in the released
   code), :func:`comparable` (is a measurement's setting the paper's?), :func:`interval_verdict`
@@ -28,13 +28,14 @@ What this module owns
 * What the chapter shows: :func:`sources_table` (the mapping, one row per claim and file),
   :func:`coverage_table` (which of those files exist now), :func:`group_lines` and
   :func:`trust_markdown` (the register as sentences, every number from it), :func:`plot_register`
-  (the paper's values against our intervals).
+  (the paper's values against our intervals; a figure only this chapter draws, so it lives here
+  and not in :mod:`skinlesion_utils.plots`).
 * :func:`save_audit` — writes ``claims.csv``, ``arithmetic.csv`` and ``findings.csv`` under
   ``results/<profile>/09_reproduction_audit/``; :func:`read_register` reads ``claims.csv`` back
   with the printed values kept as strings.
 
-Verdicts (:data:`VERDICTS`)
----------------------------
+Verdicts (:data:`REPRODUCTION_VERDICTS`)
+----------------------------------------
 ``reproduced``
     The printed value (read as the interval it was rounded from) lies inside our 95 % interval,
     measured at a comparable setting (:func:`comparable`), or a count equals ours exactly.
@@ -55,7 +56,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -65,11 +66,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import paper
+from .. import data, metrics, paper
+from ..profiles import profile as get_profile
+from ..results import read_results, results_dir, results_root, write_results
 
 __all__ = [
     "CHAPTER",
-    "VERDICTS",
+    "REPRODUCTION_VERDICTS",
     "GROUPS",
     "PROFILES_READ",
     "Source",
@@ -101,7 +104,7 @@ __all__ = [
 #: This chapter's stem (its results folder).
 CHAPTER = "09_reproduction_audit"
 #: Every verdict of :func:`claims_register`, best to worst news for the paper (see the module docstring).
-VERDICTS = ("reproduced", "not reproduced", "not measurable here", "not measured", "inconsistent")
+REPRODUCTION_VERDICTS = ("reproduced", "not reproduced", "not measurable here", "not measured", "inconsistent")
 #: Groups of claims, in the order the chapter discusses them.
 GROUPS = ("headline", "baselines", "ablation", "gradcam", "external", "data")
 #: The profiles whose results files are read: ``ci`` (committed CPU runs) and ``full`` (real GPU runs).
@@ -115,7 +118,7 @@ class Source:
 
     Attributes:
         chapter: chapter stem (``"05_evaluation"``) or ``"gpu-bench"`` (``results/full/gpu-bench``,
-            written by :mod:`skinlesion_utils.gpu_bench`).
+            written by :func:`skinlesion_utils.bench.run_gpu_benchmark`).
         file: file name in ``results/<profile>/<chapter>/`` (``.json`` or ``.csv``).
         value: JSON: dotted key (``"results.ASFF-ResNet50.metrics.accuracy"``; list items by
             number, ``"ci95.accuracy.0"``); CSV: a column name.
@@ -252,8 +255,8 @@ class Entry:
     note: str = ""
 
 
-# The files below are what chapters 01, 02, 05, 06, 07 and 08 write (via runs.write_results /
-# experiments.save / audit.write_json_atomic) and what gpu_bench writes on a GPU machine.
+# The files below are what chapters 01, 02, 05, 06, 07 and 08 write (via results.write_results /
+# results.save) and what the GPU benchmark (bench.run_gpu_benchmark) writes on a GPU machine.
 _EVAL = dict(chapter="05_evaluation", file="metrics_ci.csv", value="point", low="low", high="high",
              what="main model (ASFF-ResNet50, asff_text), the test images, threshold 0.5")
 
@@ -466,17 +469,13 @@ class Reading:
 @lru_cache(maxsize=None)
 def _manifest_table(dataset: str) -> pd.DataFrame:
     """Class counts per split from a packaged manifest (immutable package data: cached)."""
-    from . import data
-
     return data.dataset_table(dataset)
 
 
-def _root(root) -> Path:
-    if root is not None:
-        return Path(root)
-    from .runs import _project_root
-
-    return _project_root()
+def _file(source, profile: str, root) -> Path:
+    """The results file of a :class:`Source` / :class:`PairedGain` under ``profile``:
+    ``<results_root>/<profile>/<chapter>/<file>`` (:func:`skinlesion_utils.results.results_dir`)."""
+    return results_dir(source.chapter, profile, root) / source.file
 
 
 def _load(path: Path):
@@ -568,7 +567,7 @@ def _settings_in(d) -> dict:
 
 def _settings_from_sidecars(sidecars: list) -> dict:
     """Settings recorded next to a table: ``config``/``setup``/``settings`` of a ``summary.json`` or
-    ``meta.json`` (``experiments.save`` stores ``settings`` as one record per run, all trained under
+    ``meta.json`` (``results.save`` stores ``settings`` as one record per run, all trained under
     one protocol: the first is used), or top-level keys."""
     for side in sidecars:
         if not isinstance(side, Mapping):
@@ -584,8 +583,6 @@ def _settings_from_sidecars(sidecars: list) -> dict:
 
 
 def _profile_settings(profile: str, budget: str) -> dict:
-    from .profiles import profile as get_profile
-
     p = get_profile(profile)
     size, epochs = {"main": (p.image_size, p.epochs), "bench": (p.bench_image_size, p.bench_epochs),
                     "cam": (p.cam_image_size, p.epochs)}.get(budget, (p.image_size, p.epochs))
@@ -599,6 +596,54 @@ def _provenance_of(*dicts) -> str | None:
             commit = (p.get("commit") or "unknown commit")[:10]
             return f"{p.get('device', 'unknown device')} · {p.get('date', 'unknown date')} · commit {commit}"
     return None
+
+
+def _read_manifest_count(source: "ManifestCount", r: Reading) -> Reading:
+    """:func:`read_source` for a count in a packaged manifest (exact, always comparable)."""
+    try:
+        table = _manifest_table(source.dataset)
+        r.value = r.low = r.high = float(table.loc[source.split, source.label])
+    except Exception as exc:  # an unknown dataset or a manifest that cannot be read
+        r.missing = f"{r.path}: could not count {source.key} ({type(exc).__name__}: {exc})"
+        r.broken = True
+        return r
+    r.settings, r.provenance = {"kind": "count", "settings_from": "file"}, "packaged manifest"
+    return r
+
+
+def _sidecars(path: Path) -> list:
+    """The readable ``meta.json`` (results.save) and ``summary.json`` (results.write_results) next
+    to a results table, parsed."""
+    out = []
+    for name in _SIDECARS:
+        if name != path.name and (path.parent / name).is_file():
+            try:
+                out.append(json.loads((path.parent / name).read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                pass
+    return out
+
+
+def _raw_values(obj, source: "Source") -> tuple[list, dict, Any]:
+    """``([value, low, high], settings found beside them, the JSON container or None)`` of a
+    :class:`Source` in a loaded CSV (DataFrame) or JSON file.
+
+    Raises:
+        KeyError: the row, column or key is missing. TypeError, AttributeError: the file's shape
+        is not the one the register expects (e.g. a JSON list where a dict was expected).
+    """
+    if isinstance(obj, pd.DataFrame):
+        row = _select_row(obj, source.row)
+        if source.value not in row.index:
+            raise KeyError(f"column {source.value!r}")
+        raw = [row[source.value]] + [row[c] if c is not None and c in row.index else None
+                                     for c in (source.low, source.high)]
+        return raw, _settings_in(row), None
+    raw = [_dig(obj, source.value)] + [_dig_or_none(obj, k) for k in (source.low, source.high)]
+    found = {}
+    for k in ("config", "setup", "settings"):
+        found = found or _settings_in(obj.get(k) if isinstance(obj, Mapping) else None)
+    return raw, found, obj
 
 
 def read_source(source, profile: str, root=None, claim_unit: str = "%") -> Reading:
@@ -619,18 +664,10 @@ def read_source(source, profile: str, root=None, claim_unit: str = "%") -> Readi
     rel = source.relpath(profile)
     r = Reading(profile=profile, path=rel, key=source.key, what=source.what)
     if isinstance(source, ManifestCount):
-        try:
-            table = _manifest_table(source.dataset)
-            r.value = r.low = r.high = float(table.loc[source.split, source.label])
-        except Exception as exc:  # an unknown dataset or a manifest that cannot be read
-            r.missing = f"{rel}: could not count {source.key} ({type(exc).__name__}: {exc})"
-            r.broken = True
-            return r
-        r.settings, r.provenance = {"kind": "count", "settings_from": "file"}, "packaged manifest"
-        return r
+        return _read_manifest_count(source, r)
     if isinstance(source, PairedGain):
         return _read_paired_gain(source, profile, root, claim_unit, r)
-    path = _root(root) / rel
+    path = _file(source, profile, root)
     if not path.is_file():
         if source.chapter == "gpu-bench":
             r.missing = f"{rel} missing — no GPU run yet (`make gpu-bench` on a GPU machine)"
@@ -645,33 +682,14 @@ def read_source(source, profile: str, root=None, claim_unit: str = "%") -> Readi
         r.missing = f"{rel} could not be read ({type(exc).__name__}: {exc}) — re-run chapter {source.chapter}"
         r.broken = True
         return r
-    sidecars = []  # meta.json (experiments.save) and summary.json (runs.write_results) next to a table
-    for name in _SIDECARS:
-        if name != path.name and (path.parent / name).is_file():
-            try:
-                sidecars.append(json.loads((path.parent / name).read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                pass
+    sidecars = _sidecars(path)
     try:
-        if isinstance(obj, pd.DataFrame):
-            row = _select_row(obj, source.row)
-            if source.value not in row.index:
-                raise KeyError(f"column {source.value!r}")
-            raw = [row[source.value]] + [row[c] if c is not None and c in row.index else None
-                                         for c in (source.low, source.high)]
-            found = _settings_in(row)
-            container = None
-        else:
-            raw = [_dig(obj, source.value)] + [_dig_or_none(obj, k) for k in (source.low, source.high)]
-            found = {}
-            for k in ("config", "setup", "settings"):
-                found = found or _settings_in(obj.get(k) if isinstance(obj, Mapping) else None)
-            container = obj
+        raw, found, container = _raw_values(obj, source)
     except KeyError as exc:
         what = exc.args[0] if exc.args else "such key"
         what = what if isinstance(what, str) and " " in what else f"key {what!r}"
         r.missing = (f"{rel} has no {what} (looked for {source.key}) — re-run chapter {source.chapter}, "
-                     "or fix the register in skinlesion_utils/reproduction.py")
+                     "or fix the register in skinlesion_utils/studies/ch09_audit.py")
         r.broken = True
         return r
     except (TypeError, AttributeError) as exc:  # e.g. a JSON list where a dict was expected
@@ -719,10 +737,8 @@ def _rows_where(df: pd.DataFrame, sel: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _read_paired_gain(source: "PairedGain", profile: str, root, claim_unit: str, r: Reading) -> Reading:
-    from . import metrics
-
     rel = r.path
-    path = _root(root) / rel
+    path = _file(source, profile, root)
     if not path.is_file():
         r.missing = (f"{rel} missing — no GPU (full) run of chapter {source.chapter} yet" if profile == "full"
                      else f"{rel} missing — run chapter {source.chapter}")
@@ -744,7 +760,7 @@ def _read_paired_gain(source: "PairedGain", profile: str, root, claim_unit: str,
     except KeyError as exc:
         what = exc.args[0] if exc.args else "such key"
         r.missing = (f"{rel} has no {what} (looked for {source.key}) — re-run chapter {source.chapter}, "
-                     "or fix the register in skinlesion_utils/reproduction.py")
+                     "or fix the register in skinlesion_utils/studies/ch09_audit.py")
         r.broken = True
         return r
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -931,13 +947,59 @@ def _decide(entry: Entry, pv: dict, readings: dict[str, Reading | None], inconsi
     return ("not measurable here" if any_read else "not measured"), "; ".join(ordered), ""
 
 
+def _entry_readings(entry: Entry, unit: str, profiles: tuple[str, ...], root) -> tuple[dict, list[str]]:
+    """Per profile, the first source of ``entry`` that gives a value (or, when none does, one
+    reading holding every message), and the messages of files that exist but could not be read
+    (a bug to fix, not a missing run)."""
+    readings: dict[str, Reading | None] = {}
+    broken: list[str] = []
+    for prof in profiles:
+        readings[prof] = None
+        tried = []
+        for src in entry.sources:
+            if prof not in src.profiles:
+                continue
+            rd = read_source(src, prof, root, claim_unit=unit)
+            tried.append(rd)
+            if rd.broken:
+                broken.append(rd.missing)
+            if rd.ok:
+                break
+        if tried:
+            best = next((t for t in tried if t.ok), None)
+            if best is None:  # all missing: keep every message in one reading
+                best = tried[0]
+                absent = [t.path for t in tried if t.missing.startswith(f"{t.path} missing")]
+                if prof == "full" and len(absent) == len(tried):
+                    best.missing = f"no GPU run yet ({', '.join(absent)} missing)"
+                else:
+                    best.missing = "; ".join(t.missing for t in tried)
+            readings[prof] = best
+    return readings, broken
+
+
+def _profile_columns(prof: str, r: Reading | None, unit: str, claims: dict) -> dict:
+    """The register's columns of one profile: ``p`` (``"value [low, high]"`` or ``"—"``),
+    ``p_value``, ``p_low``, ``p_high``, ``p_file``, ``p_setting``, ``p_provenance``."""
+    ok = r is not None and r.ok
+    return {
+        prof: _with_ci(r, unit),
+        f"{prof}_value": r.value if ok else np.nan,
+        f"{prof}_low": r.low if ok and r.low is not None else np.nan,
+        f"{prof}_high": r.high if ok and r.high is not None else np.nan,
+        f"{prof}_file": f"{r.path} ({r.key})" if r is not None else "",
+        f"{prof}_setting": comparable(r.settings, claims)[1].split(" (the paper")[0] if ok else "",
+        f"{prof}_provenance": r.provenance if ok else "",
+    }
+
+
 def claims_register(root=None, claims: dict | None = None, register: tuple[Entry, ...] = REGISTER,
                     profiles: tuple[str, ...] = PROFILES_READ) -> pd.DataFrame:
     """Every claim of the register (and every cell of a transcribed Table 2–4) against the files.
 
     Args:
         root: the book's root, the folder holding ``results/`` (default: found from the working
-            directory, as :func:`skinlesion_utils.runs.results_dir`).
+            directory, as :func:`skinlesion_utils.results.results_dir`).
         claims: an edited claims dict (:func:`skinlesion_utils.paper.load_claims`).
         register: the entries to evaluate (default :data:`REGISTER`).
         profiles: whose results files to read (default ``ci`` and ``full``).
@@ -948,7 +1010,7 @@ def claims_register(root=None, claims: dict | None = None, register: tuple[Entry
         third_party, data), ``what``; per profile ``p``: ``p`` (``"value [low, high]"`` string or
         ``"—"``), ``p_value``, ``p_low``, ``p_high`` (numbers in the claim's unit, NaN when not
         measured), ``p_file``, ``p_setting`` and ``p_provenance``; then ``verdict`` (one of
-        :data:`VERDICTS`), ``reason``, ``basis`` (the profile the verdict rests on) and ``broken``
+        :data:`REPRODUCTION_VERDICTS`), ``reason``, ``basis`` (the profile the verdict rests on) and ``broken``
         (messages for files that exist but could not be read — a renamed key or column; empty
         when none). Never raises for a missing or malformed results file.
     """
@@ -960,30 +1022,7 @@ def claims_register(root=None, claims: dict | None = None, register: tuple[Entry
     table_items, placeholders = _table_entries(d)
     items += table_items
     for entry, pv in items:
-        readings: dict[str, Reading | None] = {}
-        broken: list[str] = []  # files that exist but could not be read: a bug to fix, not a missing run
-        for prof in profiles:
-            readings[prof] = None
-            tried = []
-            for src in entry.sources:
-                if prof not in src.profiles:
-                    continue
-                rd = read_source(src, prof, root, claim_unit=pv["unit"])
-                tried.append(rd)
-                if rd.broken:
-                    broken.append(rd.missing)
-                if rd.ok:
-                    break
-            if tried:
-                best = next((t for t in tried if t.ok), None)
-                if best is None:  # all missing: keep every message in one reading
-                    best = tried[0]
-                    absent = [t.path for t in tried if t.missing.startswith(f"{t.path} missing")]
-                    if prof == "full" and len(absent) == len(tried):
-                        best.missing = f"no GPU run yet ({', '.join(absent)} missing)"
-                    else:
-                        best.missing = "; ".join(t.missing for t in tried)
-                readings[prof] = best
+        readings, broken = _entry_readings(entry, pv["unit"], profiles, root)
         if entry.derived is not None:
             res = paper.check_accuracy(pv["value"], n_test)
             inconsistent = (res["verdict"] == "inconsistent", res["detail"])
@@ -995,15 +1034,7 @@ def claims_register(root=None, claims: dict | None = None, register: tuple[Entry
         row = {"id": entry.id, "group": entry.group, "paper": pv["value"], "unit": pv["unit"], "where": pv["where"],
                "status": pv["status"], "what": pv["what"]}
         for prof in profiles:
-            r = readings[prof]
-            row[prof] = _with_ci(r, pv["unit"])
-            row[f"{prof}_value"] = r.value if r is not None and r.ok else np.nan
-            row[f"{prof}_low"] = r.low if r is not None and r.ok and r.low is not None else np.nan
-            row[f"{prof}_high"] = r.high if r is not None and r.ok and r.high is not None else np.nan
-            row[f"{prof}_file"] = f"{r.path} ({r.key})" if r is not None else ""
-            row[f"{prof}_setting"] = (comparable(r.settings, d)[1].split(" (the paper")[0]
-                                      if r is not None and r.ok else "")
-            row[f"{prof}_provenance"] = r.provenance if r is not None and r.ok else ""
+            row.update(_profile_columns(prof, readings[prof], pv["unit"], d))
         row.update(verdict=verdict, reason=reason, basis=basis, broken="; ".join(broken))
         rows.append(row)
     for ph in placeholders:
@@ -1072,14 +1103,70 @@ def _isic2020_malignant(summary: Mapping | None) -> tuple[int | None, str]:
             return int(_dig(summary or {}, key)), f"results/ci/01_dataset/summary.json ({key})"
         except (KeyError, TypeError, ValueError):
             pass
-    from . import data
-
     try:
         folder = data.locate("isic2020_metadata", download=False)
         meta = pd.read_csv(folder / "ISIC_2020_Training_GroundTruth_v2.csv", usecols=["target"])
     except Exception as exc:  # not on disk: say so instead of guessing
         return None, f"ISIC 2020 ground truth not available ({type(exc).__name__}); set SKINLESION_DATA"
     return int(meta["target"].sum()), "ISIC_2020_Training_GroundTruth_v2.csv (column target)"
+
+
+def _chapter01_findings(add: Callable, s01: Mapping, src01: str, n_mal: int, d: dict) -> None:
+    """:func:`data_findings` from chapter 01's ``summary.json``: JPEG encoding by class,
+    train–test near-duplicates, near-duplicate clusters, the external set's overlap."""
+    try:
+        ib, tt, ex = s01["isic_balanced"], s01["train_test"], s01["external"]
+        exif = ib.get("images_with_exif", {})
+        add("JPEG encoding by class", "(not addressed)",
+            f"{ib['malignant_encoded_unlike_any_benign']:,} of {n_mal:,} malignant images are encoded in a way "
+            f"no benign image is; EXIF metadata in {exif.get('malignant', 0):,} malignant and "
+            f"{exif.get('benign', 0):,} benign images",
+            round(ib["malignant_encoded_unlike_any_benign"] / n_mal, 4), "leak",
+            f"{src01} (isic_balanced.malignant_encoded_unlike_any_benign, images_with_exif)")
+        add("train–test near-duplicates", "(a random 4:1 split; not addressed)",
+            f"{tt['b_with_copy']:,} of {tt['b_images']:,} test images ({tt['b_fraction_with_copy']:.1%}) have a "
+            f"near-copy among the training images ({tt['pairs']:,} pairs at ≤ {s01.get('threshold_bits')} bits, "
+            f"{tt['exact_pairs']:,} exact; {tt['label_disagreements']:,} with different labels)",
+            round(tt["b_fraction_with_copy"], 4), "leak" if tt["b_with_copy"] else "holds",
+            f"{src01} (train_test.b_with_copy, b_images)")
+        add("near-duplicate clusters", "(not addressed)",
+            f"{ib['pairs_within']:,} near-duplicate pairs in {ib['clusters']:,} clusters "
+            f"({ib['images_in_clusters']:,} images), {ib['clusters_across_splits']:,} clusters span train and "
+            f"test; {len(ib.get('byte_identical_groups', [])):,} group(s) of byte-identical files",
+            ib["clusters_across_splits"], "leak" if ib["clusters_across_splits"] else "holds",
+            f"{src01} (isic_balanced.pairs_within, clusters, clusters_across_splits)")
+        ext_claim = paper.claim("external.accuracy", claims=d)
+        by_split = ex.get("b_with_copy_by_split_a", {})
+        add("external set overlaps isic_balanced", ext_claim.where.quote + " (an 'external' set)",
+            f"{ex['b_with_copy']:,} of {ex['b_images']:,} images of {ex['dataset_b']} "
+            f"({ex['b_fraction_with_copy']:.1%}) are near-copies of isic_balanced images "
+            f"(copies in train: {by_split.get('train', 0):,}, in test: {by_split.get('test', 0):,})",
+            round(ex["b_fraction_with_copy"], 4), "leak" if ex["b_with_copy"] else "holds",
+            f"{src01} (external.b_with_copy, b_images)")
+    except (KeyError, TypeError, ZeroDivisionError) as exc:
+        add("chapter 01 summary", "", f"{src01} lacks {exc} — re-run chapter 01_dataset", np.nan,
+            "not measured", src01)
+
+
+def _chapter08_findings(add: Callable, base: Path, profile: str) -> None:
+    """:func:`data_findings` from chapter 08's ``summary.json``: the external accuracy without the copies."""
+    s08, err08 = _read_json(base / "08_external_validation" / "summary.json")
+    src08 = f"results/{profile}/08_external_validation/summary.json"
+    if s08 is None:
+        add("external accuracy without the copies", "", f"{src08} {err08} — run chapter 08_external_validation",
+            np.nan, "not measured", src08)
+    else:
+        try:
+            f = float(s08["contaminated_fraction_data3_test"])
+            clean = float(s08["paper_clean_accuracy_if_copies_all_right"])
+            add("external accuracy without the copies", f"{s08['paper_external_accuracy']} % on ISIC 2019",
+                f"{f:.1%} of the data3/test images in the sample are copies of isic_balanced images; if the "
+                f"paper's model was right on all of them, its accuracy on the rest is {100 * clean:.2f} %",
+                round(100 * clean, 2), "leak" if f > 0 else "holds",
+                f"{src08} (contaminated_fraction_data3_test, paper_clean_accuracy_if_copies_all_right)")
+        except (KeyError, TypeError, ValueError) as exc:
+            add("external accuracy without the copies", "", f"{src08} lacks {exc} — re-run chapter 08", np.nan,
+                "not measured", src08)
 
 
 def data_findings(root=None, profile: str = "ci", claims: dict | None = None) -> pd.DataFrame:
@@ -1096,10 +1183,8 @@ def data_findings(root=None, profile: str = "ci", claims: dict | None = None) ->
         (file and key). Findings whose file is missing have verdict ``not measured`` and name the
         chapter to run.
     """
-    from . import data
-
     d = claims if claims is not None else paper.load_claims()
-    base = _root(root) / "results" / profile
+    base = results_root(root) / profile
     s01, err01 = _read_json(base / "01_dataset" / "summary.json")
     src01 = f"results/{profile}/01_dataset/summary.json"
     counts = data.dataset_table("isic_balanced")
@@ -1128,63 +1213,16 @@ def data_findings(root=None, profile: str = "ci", claims: dict | None = None) ->
                   "external set overlaps isic_balanced"):
             add(f, "", f"{src01} {err01} — run chapter 01_dataset", np.nan, "not measured", src01)
     else:
-        try:
-            ib, tt, ex = s01["isic_balanced"], s01["train_test"], s01["external"]
-            exif = ib.get("images_with_exif", {})
-            add("JPEG encoding by class", "(not addressed)",
-                f"{ib['malignant_encoded_unlike_any_benign']:,} of {n_mal:,} malignant images are encoded in a way "
-                f"no benign image is; EXIF metadata in {exif.get('malignant', 0):,} malignant and "
-                f"{exif.get('benign', 0):,} benign images",
-                round(ib["malignant_encoded_unlike_any_benign"] / n_mal, 4), "leak",
-                f"{src01} (isic_balanced.malignant_encoded_unlike_any_benign, images_with_exif)")
-            add("train–test near-duplicates", "(a random 4:1 split; not addressed)",
-                f"{tt['b_with_copy']:,} of {tt['b_images']:,} test images ({tt['b_fraction_with_copy']:.1%}) have a "
-                f"near-copy among the training images ({tt['pairs']:,} pairs at ≤ {s01.get('threshold_bits')} bits, "
-                f"{tt['exact_pairs']:,} exact; {tt['label_disagreements']:,} with different labels)",
-                round(tt["b_fraction_with_copy"], 4), "leak" if tt["b_with_copy"] else "holds",
-                f"{src01} (train_test.b_with_copy, b_images)")
-            add("near-duplicate clusters", "(not addressed)",
-                f"{ib['pairs_within']:,} near-duplicate pairs in {ib['clusters']:,} clusters "
-                f"({ib['images_in_clusters']:,} images), {ib['clusters_across_splits']:,} clusters span train and "
-                f"test; {len(ib.get('byte_identical_groups', [])):,} group(s) of byte-identical files",
-                ib["clusters_across_splits"], "leak" if ib["clusters_across_splits"] else "holds",
-                f"{src01} (isic_balanced.pairs_within, clusters, clusters_across_splits)")
-            ext_claim = paper.claim("external.accuracy", claims=d)
-            by_split = ex.get("b_with_copy_by_split_a", {})
-            add("external set overlaps isic_balanced", ext_claim.where.quote + " (an 'external' set)",
-                f"{ex['b_with_copy']:,} of {ex['b_images']:,} images of {ex['dataset_b']} "
-                f"({ex['b_fraction_with_copy']:.1%}) are near-copies of isic_balanced images "
-                f"(copies in train: {by_split.get('train', 0):,}, in test: {by_split.get('test', 0):,})",
-                round(ex["b_fraction_with_copy"], 4), "leak" if ex["b_with_copy"] else "holds",
-                f"{src01} (external.b_with_copy, b_images)")
-        except (KeyError, TypeError, ZeroDivisionError) as exc:
-            add("chapter 01 summary", "", f"{src01} lacks {exc} — re-run chapter 01_dataset", np.nan,
-                "not measured", src01)
-    s08, err08 = _read_json(base / "08_external_validation" / "summary.json")
-    src08 = f"results/{profile}/08_external_validation/summary.json"
-    if s08 is None:
-        add("external accuracy without the copies", "", f"{src08} {err08} — run chapter 08_external_validation",
-            np.nan, "not measured", src08)
-    else:
-        try:
-            f = float(s08["contaminated_fraction_data3_test"])
-            clean = float(s08["paper_clean_accuracy_if_copies_all_right"])
-            add("external accuracy without the copies", f"{s08['paper_external_accuracy']} % on ISIC 2019",
-                f"{f:.1%} of the data3/test images in the sample are copies of isic_balanced images; if the "
-                f"paper's model was right on all of them, its accuracy on the rest is {100 * clean:.2f} %",
-                round(100 * clean, 2), "leak" if f > 0 else "holds",
-                f"{src08} (contaminated_fraction_data3_test, paper_clean_accuracy_if_copies_all_right)")
-        except (KeyError, TypeError, ValueError) as exc:
-            add("external accuracy without the copies", "", f"{src08} lacks {exc} — re-run chapter 08", np.nan,
-                "not measured", src08)
+        _chapter01_findings(add, s01, src01, n_mal, d)
+    _chapter08_findings(add, base, profile)
     return pd.DataFrame(rows).set_index("finding")
 
 
 def verdict_counts(register: pd.DataFrame) -> pd.DataFrame:
     """How many claims got each verdict, per group: rows :data:`GROUPS` (plus ``total``),
-    columns :data:`VERDICTS` (int counts; every verdict and group present, zeros included)."""
+    columns :data:`REPRODUCTION_VERDICTS` (int counts; every verdict and group present, zeros included)."""
     t = pd.crosstab(register["group"], register["verdict"])
-    t = t.reindex(index=[g for g in GROUPS], columns=list(VERDICTS), fill_value=0).fillna(0).astype(int)
+    t = t.reindex(index=[g for g in GROUPS], columns=list(REPRODUCTION_VERDICTS), fill_value=0).fillna(0).astype(int)
     t.loc["total"] = t.sum()
     return t
 
@@ -1193,14 +1231,14 @@ def trust_summary(register: pd.DataFrame) -> dict:
     """Counts behind the chapter's "what a reader can trust".
 
     Returns:
-        dict with ``n_claims``, one count per verdict (keys of :data:`VERDICTS`),
+        dict with ``n_claims``, one count per verdict (keys of :data:`REPRODUCTION_VERDICTS`),
         ``measured_ci`` (claims with a ``ci`` value), ``measured_full`` (with a ``full`` value),
         ``reproduced_ids``, ``not_reproduced_ids``, ``inconsistent_ids``, ``not_measured_ids`` and
         ``reproduced_paper_ids`` (reproduced claims the paper prints itself, status ``paper``; the
         others were counted in the released data or cited by third parties).
     """
     out: dict[str, Any] = {"n_claims": int(len(register))}
-    for v in VERDICTS:
+    for v in REPRODUCTION_VERDICTS:
         out[v] = int((register["verdict"] == v).sum())
     for prof in PROFILES_READ:
         col = f"{prof}_value"
@@ -1254,14 +1292,13 @@ def coverage_table(root=None, register: tuple[Entry, ...] = REGISTER, claims: di
         source is read under) with ``exists`` (bool), ``chapter`` and ``claims`` (how many claims it
         measures). Manifests are left out (they ship with the package).
     """
-    base = _root(root)
     rows: dict[str, dict] = {}
     for cid, src in _all_sources(register, claims):
         if isinstance(src, ManifestCount):
             continue
         for prof in src.profiles:
             rel = src.relpath(prof)
-            r = rows.setdefault(rel, {"file": rel, "chapter": src.chapter, "exists": (base / rel).is_file(),
+            r = rows.setdefault(rel, {"file": rel, "chapter": src.chapter, "exists": _file(src, prof, root).is_file(),
                                       "claims": set()})
             r["claims"].add(cid)
     df = pd.DataFrame([{**r, "claims": len(r["claims"])} for r in rows.values()],
@@ -1295,7 +1332,7 @@ def plot_register(register: pd.DataFrame, axes=None):
     measurement are listed with "not measured".
 
     Args:
-        register: :func:`claims_register` output (or ``claims.csv`` read back).
+        register: :func:`claims_register` output (or ``claims.csv`` read back with :func:`read_register`).
         axes: two matplotlib axes, levels then gains (default: a new figure).
 
     Returns:
@@ -1398,8 +1435,6 @@ def read_register(profile=None, root=None) -> pd.DataFrame:
     Raises:
         FileNotFoundError: the chapter has not been run under this profile (names the chapter).
     """
-    from .runs import read_results
-
     numeric = [f"{p}_{k}" for p in PROFILES_READ for k in ("value", "low", "high")]
     df = read_results(CHAPTER, "claims", profile=profile, root=root, dtype={"paper": str}, keep_default_na=False,
                       na_values={c: [""] for c in numeric})
@@ -1412,12 +1447,10 @@ def read_register(profile=None, root=None) -> pd.DataFrame:
 def save_audit(register: pd.DataFrame, arithmetic: pd.DataFrame, findings: pd.DataFrame, profile=None,
                root=None) -> dict[str, Path]:
     """Write ``claims.csv``, ``arithmetic.csv`` and ``findings.csv`` to
-    ``results/<profile>/09_reproduction_audit/`` (via :func:`skinlesion_utils.runs.write_results`).
+    ``results/<profile>/09_reproduction_audit/`` (via :func:`skinlesion_utils.results.write_results`).
 
     Returns:
         ``{name: path written}``.
     """
-    from .runs import write_results
-
     return write_results(CHAPTER, {"claims": register, "arithmetic": arithmetic, "findings": findings},
                          profile=profile, root=root)
