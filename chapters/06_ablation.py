@@ -259,7 +259,7 @@ paper_t3 if paper_t3 is not None else claims
 # %% [markdown]
 # The two printings of the gain (v2 and a third-party summary of v1) differ, and neither says
 # how many seeds it rests on; chapter 09 checks whether either can be the difference of two
-# accuracies on 660 images. A GPU reference run (`python -m skinlesion_utils.gpu_bench`: ResNet-50
+# accuracies on 660 images. A GPU reference run (`python -m skinlesion_utils gpu-bench`: ResNet-50
 # against ASFF-ResNet50 at 224 px, one seed) and `full` results of this chapter appear below when
 # they exist, with their device, date and commit.
 

@@ -1,4 +1,4 @@
-"""Dataset audit: perceptual hashes, near-duplicate pairs, grouped and balanced splits.
+"""Dataset audit: perceptual hashes, near-duplicate pairs and what they say about the data.
 
 Taught in chapter 01 (``chapters/01_dataset``).
 
@@ -17,18 +17,16 @@ What this module owns:
   distributions that justify the threshold.
 * :func:`duplicate_clusters` — connected components of the pair graph (a group id where
   patient or lesion ids are missing).
-* :func:`grouped_split` (stratified, grouped, seeded), :func:`balanced_sample` (seeded, with
-  a report of what was dropped) and :func:`patient_overlap` (the leakage a naive split makes).
 * :func:`hash_dataset` (a registry data set's hashes, named by the same ids as
-  ``ImageTensorStore.ids``), :func:`paired_distances`, :func:`copy_distances` (where edited
-  copies of real images land: the evidence for the threshold), :func:`annotate_pairs` (data
-  set, split and class of each side), :func:`pair_summary` (what leaks, counted),
-  :func:`pair_gallery` (pairs side by side) and :func:`jpeg_fingerprints` (how each file was
-  encoded: a class-dependent encoder is a shortcut a network can learn).
-* The results files of chapter 01: :func:`results_dir` (``results/<profile>/<chapter>``),
-  :func:`write_json_atomic` / :func:`write_csv_atomic`, and :func:`read_audit_pairs`, which
-  later chapters (05, 08) use to set contaminated test and external images apart.
-* The ``audit`` command line (:func:`add_audit_parser`, :func:`run_audit`, :func:`audit_main`).
+  ``ImageTensorStore.ids``), :func:`paired_distances`, :func:`annotate_pairs` (data set, split
+  and class of each side) and :func:`jpeg_fingerprints` (how each file was encoded: a
+  class-dependent encoder is a shortcut a network can learn).
+* :func:`read_audit_pairs` — the pair tables chapter 01 saves, which later chapters (05, 08)
+  use to set contaminated test and external images apart.
+
+Splits that respect the pairs live in :mod:`skinlesion_utils.splits`; chapter 01's own
+analysis (copies of an image, pair summaries, the pair gallery) in
+:mod:`skinlesion_utils.studies.ch01_dataset`; the ``audit`` command in :mod:`skinlesion_utils.cli`.
 
 Why the default threshold is :data:`DEFAULT_THRESHOLD` = 8 bits (of 128, ``"phash+dhash"``
 with the whole image and 95 % / 90 % centre crops), from measurements on the real data:

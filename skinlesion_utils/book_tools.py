@@ -112,12 +112,12 @@ def check_pair(py: Path, root: Path = ROOT) -> list[str]:
     want_badge = colab_url(py.stem, root)
     for found in BADGE_RE.findall(text):
         if found != want_badge:
-            problems.append(f"{py.name}: Colab badge points to {found}, expected {want_badge}. Fix: python -m skinlesion_utils.book_tools badges")
+            problems.append(f"{py.name}: Colab badge points to {found}, expected {want_badge}. Fix: python -m skinlesion_utils book badges")
     if not BADGE_RE.findall(text):
         problems.append(f"{py.name}: no Colab badge. Every chapter starts with one (see chapter 00).")
     for found in INSTALL_RE.findall(text):
         if found != install_spec(root):
-            problems.append(f"{py.name}: install line uses {found}, expected {install_spec(root)}. Fix: python -m skinlesion_utils.book_tools badges")
+            problems.append(f"{py.name}: install line uses {found}, expected {install_spec(root)}. Fix: python -m skinlesion_utils book badges")
     return problems
 
 

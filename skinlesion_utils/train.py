@@ -1,4 +1,4 @@
-"""The one training loop every chapter uses: recipes, checkpoints, exact resume, DDP (chapter 04).
+"""The one training loop every chapter uses: recipes, precision, exact resume, DDP (chapter 04).
 
 Taught in chapter 04 (``chapters/04_training``); chapters 02, 05, 06 and 08 call it through
 :func:`skinlesion_utils.runs.get_or_train`.
@@ -20,8 +20,13 @@ Taught in chapter 04 (``chapters/04_training``); chapters 02, 05, 06 and 08 call
   (like ``DistributedSampler``, padding by repetition) and wraps the model in DDP.
   ``batch_size`` is the *global* batch: each of the N processes takes ``batch_size // N``.
 * :func:`predict` — P(malignant) for every image of a store.
-* :func:`train_val_split` — a stratified validation split carved from the training store:
-  epochs, thresholds and settings are chosen on it, never on the test set.
+
+The checkpoint format lives in :mod:`skinlesion_utils.checkpoints`, the validation split
+(``splits.train_val_split``) in :mod:`skinlesion_utils.splits`, the recipe's per-model table
+of the paper in ``runs.resolved_recipe`` (the loop never reads the paper's claims).
+:func:`fit` reads as its steps: place the process (:func:`_place`), plan the run
+(:func:`_plan`), move the data once (:func:`_to_device`), restore a checkpoint
+(:func:`_resume`), then per epoch :func:`train_epoch`, validation and :func:`_save_epoch`.
 
 CPU mixed precision, decided by measurement (AMD EPYC Zen 4 with ``avx512_bf16``, 2 threads,
 ResNet-50 at 64 px, training images/s): fp32 92, bf16 autocast 152, bf16 + channels_last 176.

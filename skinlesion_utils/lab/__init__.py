@@ -13,7 +13,7 @@ teacher's guide, ``book/lab/authoring.md``):
   lab`` then ``lab.ch00.check_malignant_share(malignant_share)``.
 * :mod:`.notebooks` — parsing and validating the exercise format in a chapter,
   stubbing solutions, :func:`make_student_copies` (``make student``) and
-  :func:`grade_notebooks` (``python -m skinlesion_utils.lab grade``).
+  :func:`grade_notebooks` (``python -m skinlesion_utils lab grade``).
 
 Taught in every chapter's *Exercises* section; the teacher's guide is ``book/lab``.
 """
