@@ -88,4 +88,4 @@ gpu-data: setup
 	$(PY) -m skinlesion_utils gpu-bench --pack --data $(GPU_DATA)
 
 gpu-bench: setup
-	$(PY) -m skinlesion_utils gpu-bench --data $(GPU_DATA) --out results/full/gpu-bench
+	$(PY) -m skinlesion_utils gpu-bench --data $(GPU_DATA)

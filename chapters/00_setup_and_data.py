@@ -17,8 +17,9 @@
 # Every later chapter starts with the same header as this one.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/00_setup_and_data.ipynb)
-# · **time:** ~1 min CPU (`ci`) · ~3 min on a Colab T4 (`full`, estimate: most of it is the
-# one-time download of 171 MB)
+# · **time:** printed by the header cell below: the `ci` time measured at the chapter's last
+# execution and an estimate for a Colab T4 (`full`) from the chapter's GPU work (what it leaves
+# out, here the one-time download, is named there)
 #
 # ```{note}
 # The outputs stored on this page come from the `ci` profile executed on a 2-core CPU; the
@@ -101,6 +102,12 @@ print(f"malignant share: train {counts.loc['train', 'malignant'] / counts.loc['t
 # epoch would dominate a CPU run. `ImageTensorStore` decodes each image once into a uint8 tensor
 # `N×3×R×R` (R = the profile's image size), caches it under the project's cache folder, and
 # keeps each file's id so every prediction can be traced back to its image.
+#
+# Decoding applies each file's EXIF orientation tag (`data.DECODE_METHOD`, part of the cache
+# key), so the pixels are the picture every image viewer shows; the table of file headers below
+# counts the images that carry a rotation. An image of more than `data.MAX_IMAGE_PIXELS` pixels
+# (Pillow's limit, printed below) is refused with one line naming it: a "decompression bomb"
+# claims gigapixels in a few bytes.
 
 # %%
 train = data.ImageTensorStore.from_dataset("isic_balanced", "train", resolution=P.image_size)
@@ -141,6 +148,9 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 files = image_stats.image_file_table(root, train.ids + test.ids)
 print(files.groupby(["width", "height", "mode", "format"]).size().rename("images").to_string())
+rotated = files[files["orientation"] != 1]
+print(f"EXIF-rotated images (decoded upright, {data.DECODE_METHOD!r}): {len(rotated)}:", ", ".join(rotated["id"]))
+print(f"largest image decoded: {data.MAX_IMAGE_PIXELS:,} pixels")
 
 # %% [markdown]
 # The external set of chapter 08 is different: ISIC 2019 images of many sizes (the course copy

@@ -20,8 +20,9 @@
 # set. The pairs found are saved for the evaluation chapters.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/01_dataset.ipynb)
-# · **time:** ~1 min CPU (`ci`) · ~3 min on a Colab T4 (`full`, estimate: most of it is hashing
-# the full external set at its original resolution; its one-time download comes on top)
+# · **time:** printed by the header cell below: the `ci` time measured at the chapter's last
+# execution and an estimate for a Colab T4 (`full`) from the chapter's GPU work (what it leaves
+# out, here hashing the images on the CPU, is named there)
 #
 # ```{note}
 # The outputs stored on this page come from the `ci` profile executed on a 2-core CPU; the

@@ -21,8 +21,9 @@
 # different costs. No training happens here.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/03_asff_derivation.ipynb)
-# · **time:** ~1 min CPU (`ci`) · ~2 min on a Colab T4 (`full`, estimate: most of it is the
-# one-time download of the ImageNet weights)
+# · **time:** printed by the header cell below: the `ci` time measured at the chapter's last
+# execution and an estimate for a Colab T4 (`full`) from the chapter's GPU work (what it leaves
+# out, here the one-time download of the ImageNet weights, is named there)
 #
 # ```{note}
 # The outputs stored on this page come from the `ci` profile executed on a 2-core CPU; the
@@ -91,12 +92,12 @@ ASFF = ("asff_text", "asff_code", "asff_spatial")
 # followed by a 1×1 convolution to 1024 channels (`fusion.LevelAlign`, copied from the
 # released code).
 #
-# A word on numbering: the paper's method section (its equations 1–7) could not be read by this
-# project's tools, so the numbers here follow Liu et al. (eq. 1–6), and "eq. 7" is the
-# two-level form as this project's issues read it. The claims file says what was read:
+# A word on numbering: the paper's section 2.1 (its equations 1–6) restates Liu et al.'s ASFF for
+# YOLOv3's three levels, and its equation 7 (section 2.2) is the two-level form with one weight
+# ω. The numbers here follow the paper's. The claims file says what of the paper was read:
 
 # %%
-print(paper.load_claims()["coverage"]["not_read"][0])
+print(paper.load_claims()["coverage"]["read"][0])
 
 # %% [markdown]
 # ## 2 · Why weights: the gradient-consistency argument (eq. 3–6)

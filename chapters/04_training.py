@@ -21,8 +21,9 @@
 # fusion makes a training step.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/04_training.ipynb)
-# · **time:** ~4 min CPU (`ci`, most of it training the main model; under a minute once it is
-# cached) · ~10 min on a Colab T4 (`full`, estimate: see section 3)
+# · **time:** printed by the header cell below: the `ci` time measured at the chapter's last
+# execution and an estimate for a Colab T4 (`full`) from the chapter's GPU work; the `ci`
+# time is mostly training the main model, and far less once it is cached
 #
 # ```{note}
 # The outputs stored on this page come from the `ci` profile executed on a 2-core CPU; the
@@ -89,10 +90,12 @@ print(f"auto → {profiles.resolve_device('auto')};  profile '{P.name}' asks for
 # %% [markdown]
 # ### What it optimises: the recipe
 #
-# A recipe fixes the optimizer, the learning-rate schedule, the loss and the augmentation.
-# `paper` is the released code's protocol: Adam at a constant $10^{-5}$, batch 32, 500 epochs,
-# starting from ImageNet weights — a schedule for fine-tuning pretrained weights over hundreds
-# of epochs, whereas the `ci` budget is a dozen epochs from random weights. `fast` is this
+# A recipe fixes the optimizer, the learning-rate schedule, the loss and the augmentation. The
+# book has two recipes for the paper, because its text and its code disagree: `paper` is the
+# paper's Table 1 (an optimizer and a constant learning rate per model, 500 epochs) and
+# `released_code` what the released scripts do (one Adam setting for every model, batch 32, 500
+# epochs, starting from ImageNet weights). Both are schedules for fine-tuning pretrained weights
+# over hundreds of epochs, whereas the `ci` budget is a dozen epochs from random weights. `fast` is this
 # book's choice for that budget: AdamW
 # {cite}`loshchilov2019adamw` with a one-cycle schedule {cite}`smith2019superconvergence`
 # (Exercise 2 writes it) and label smoothing {cite}`szegedy2016inception`, which trains a
@@ -106,8 +109,23 @@ recipes = pd.DataFrame({name: {**r.to_dict(), "augment": ", ".join(f"{k}={v}" fo
 recipes.drop(index=["description", "name"])
 
 # %% [markdown]
-# The `paper` column comes from the claims file, which records where each setting was read
-# (the paper's Table 1 could not be read, so all of them come from the released scripts):
+# The `paper` and `released_code` columns show the defaults; the `paper` recipe takes each
+# model's own Table 1 row when it trains (`runs.resolved_recipe`). Per model, side by side, with
+# what differs:
+
+# %%
+paper.recipe_comparison()
+
+# %% [markdown]
+# The paper's headline comparison — ASFF-ResNet50 against its ResNet-50 baseline — is therefore
+# confounded by its own Table 1: the two rows differ in optimizer and learning rate as well as in
+# the fusion module, so the printed gain cannot be attributed to the fusion alone. Chapter 06
+# trains every fusion variant with one recipe. Two more things the recipes do not settle: a model
+# name Table 1 does not list falls back to the `paper` recipe's defaults (ASFF ResNet-50's row),
+# and chapter 06's variants are all built as `asff_resnet50`, so under `paper` they all take that
+# row — the no-fusion baseline too, not Table 1's ResNet-50 row. The claims file records where
+# each setting of the `paper` recipe was read; what the paper does not print comes from the
+# released code and says so:
 
 # %%
 pd.Series(paper.paper_recipe("asff_resnet50")["sources"], name="source").to_frame()
@@ -148,8 +166,8 @@ print(pd.DataFrame({name: {"bits": torch.finfo(dt).bits, "max": f"{torch.finfo(d
 # `torch.amp.GradScaler` divides them by $S$ before the optimizer step, skips a step whose
 # gradients overflowed (and halves $S$), and grows $S$ again after a run of good steps — the
 # `scaler.scale(loss)`, `scaler.step`, `scaler.update` lines above, which do nothing when the
-# scaler is disabled. `train.resolve_amp("auto", device)` decides: on a GPU, bfloat16 where the card
-# supports it and float16 + GradScaler where it does not; on a CPU, bfloat16 only when the
+# scaler is disabled. `train.resolve_amp("auto", device)` decides: on a GPU by its compute capability —
+# bfloat16 from 8.0 (A100, H100, L4), float16 + GradScaler below (T4, V100); on a CPU, bfloat16 only when the
 # instruction set has bfloat16 arithmetic (emulated bfloat16 is slower than float32), else
 # float32. On this machine:
 
@@ -440,26 +458,24 @@ pd.DataFrame({P.name: {k: getattr(P, k) for k in keys}, "full": {k: getattr(full
 
 # %% [markdown]
 # It fine-tunes from ImageNet weights with an epoch budget chosen to fit one free Colab T4
-# session. **Estimate, not a measurement** (no GPU run of this chapter exists yet). NVIDIA's
-# [ResNet-50 v1.5 benchmark](https://github.com/NVIDIA/DeepLearningExamples/blob/master/PyTorch/Classification/ConvNets/resnet50v1.5/README.md)
-# lists about 1,100 images/s for mixed-precision *inference* at batch 32 on a T4; a training
-# step costs roughly three forward passes, so a training throughput somewhat under 400 images/s
-# is the most to expect.
-# Assume 200 images/s for ASFF-ResNet50 at batch 32 in eager PyTorch, validation included:
+# session. **Estimate, not a measurement** (no GPU run of this chapter exists yet): the book's one
+# formula, images × epochs ÷ a T4 training throughput (`profiles.T4_THROUGHPUT`, each figure
+# with its source; the same formula gives every chapter header's T4 time):
 
 # %%
-T4_IMAGES_PER_SECOND = 200  # an assumption (see the text), not a measurement
 n_train = run.results["resolved"]["n_train"]
 paper_epochs = train.get_recipe("paper").epochs
-print(f"full profile: {full.epochs} epochs × {n_train} images / {T4_IMAGES_PER_SECOND} img/s ≈ "
-      f"{full.epochs * n_train / T4_IMAGES_PER_SECOND / 60:.0f} min of training, plus a few minutes to install, "
-      f"decode the images once and download the ImageNet weights")
-print(f"paper recipe: {paper_epochs} epochs ≈ {paper_epochs * n_train / T4_IMAGES_PER_SECOND / 3600:.1f} h "
-      "on a T4 (several sessions: it resumes)")
+t4_ips, t4_source = profiles.T4_THROUGHPUT["asff_resnet50"]
+print(f"T4 training throughput of ASFF-ResNet50 at 224 px (estimate): {t4_ips:.0f} img/s — {t4_source}")
+print(f"full profile: {full.epochs} epochs × {n_train} images ≈ "
+      f"{profiles.t4_minutes([('asff_resnet50', full.epochs * n_train, 'train')]):.0f} min of training, plus a few "
+      "minutes to install, decode the images once and download the ImageNet weights")
+print(f"paper recipe: {paper_epochs} epochs ≈ "
+      f"{profiles.t4_minutes([('asff_resnet50', paper_epochs * n_train, 'train')]) / 60:.1f} h on a T4 (several sessions: it resumes)")
 
 # %% [markdown]
-# The paper's protocol (Adam $10^{-5}$, constant, batch 32, 500 epochs, from ImageNet weights,
-# the paper's augmentation) is the `paper` recipe. From the command line, with the run folder on
+# The paper's protocol (Table 1's optimizer and learning rate, 500 epochs, from ImageNet weights)
+# is the `paper` recipe; the released scripts' (one Adam setting for all) is `released_code`. From the command line, with the run folder on
 # Drive so that a disconnect costs at most one epoch — re-run the same line with `--resume`:
 #
 # ```bash
@@ -506,7 +522,7 @@ if "reference" in gpu:
 MODELS = {"ResNet-50": {"fusion": "none"}, "ASFF-ResNet50": {"fusion": "asff_text"}}
 rows = []
 for label, kwargs in MODELS.items():
-    for mode in ("fp32", "bf16_channels_last"):
+    for mode in bench.modes_for(ch.device, compile=False)[::2]:  # fp32, and autocast + channels_last
         tp = bench.training_throughput("asff_resnet50", P.image_size, P.batch_size, mode, steps=3, warmup=1,
                                        device=P.device, model_kwargs=kwargs)
         rows.append({"model": label, "mode": mode, "images_per_second": tp.images_per_second,
@@ -691,19 +707,19 @@ lab.ch04.check_flip_and_shift(flip_and_shift);
 # - the resumed run (2 + 1 epochs) does not end with weights identical to the uninterrupted
 #   3-epoch run;
 # - the main model's test accuracy on the 660 test images is below **0.85** or its ROC AUC below
-#   **0.92**;
-# - in the `ci` profile only, the main model's recorded training time exceeds **4 minutes** (on
-#   the 2-core CI machine). This is the one place the page tests the profile's name: the `full`
-#   run's time budget is a Colab session, not a CI job.
+#   **0.92**.
+#
+# The main model's training time is printed against the `ci` profile's budget of **4 minutes**
+# (on the 2-core CI machine), not asserted: a slower or busier machine is not a wrong result, and
+# speed is what `skinlesion bench` measures and reports.
 
 # %%
 assert resume_equal and result.epochs_run == 1, "resume after a disconnect did not reproduce the uninterrupted run"
 assert m["n"] == 660, m["n"]
 assert m["accuracy"] >= FLOORS["test_accuracy"], f"test accuracy {m['accuracy']:.4f} < {FLOORS['test_accuracy']}"
 assert m["roc_auc"] >= FLOORS["test_roc_auc"], f"test ROC AUC {m['roc_auc']:.4f} < {FLOORS['test_roc_auc']}"
-if P.name == "ci":
-    assert timing["train_seconds"] <= FLOORS["ci_train_seconds"], (
-        f"training took {timing['train_seconds']:.0f} s > {FLOORS['ci_train_seconds']} s")
+print(f"main model: {timing['train_seconds']:.0f} s of training (the ci budget: {FLOORS['ci_train_seconds']} s, "
+      "reported, not checked)")
 assert pc["ratio"] > 1, "the tensor store should be faster per epoch than decoding every epoch"
 print("✅ training checks passed")
 

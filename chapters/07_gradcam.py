@@ -22,8 +22,9 @@
 # go on images with hair and rulers.
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asff-skinlesion-book/asff-skinlesion-book/blob/main/chapters/07_gradcam.ipynb)
-# · **time:** ~1 min CPU (`ci`, once chapter 06's runs are cached) · ~15 min on a Colab T4
-# (`full`, estimate: most of it is ROAD's imputation, which runs on the CPU)
+# · **time:** printed by the header cell below: the `ci` time measured at the chapter's last
+# execution and an estimate for a Colab T4 (`full`) from the chapter's GPU work, both with
+# chapter 06's runs cached (ROAD's imputation runs on the CPU and is not in the estimate)
 #
 # ```{note}
 # The outputs stored on this page come from the `ci` profile executed on a 2-core CPU; the
@@ -65,9 +66,9 @@ CHAPTER = "07_gradcam"
 # %% [markdown]
 # ## What the paper claims
 #
-# The paper's Grad-CAM section could not be read by this project's tools (the claims file says
-# which parts were read), so the claim is taken from the abstract and from this project's issue.
-# The abstract's sentence about the fusion, next to what the released code computes:
+# The paper's Grad-CAM section (3.5) shows example maps (its Fig. 7, a figure: no number in it is
+# in the claims file). The abstract's sentence about the fusion, next to what the released code
+# computes:
 
 # %%
 q = paper.text_vs_code().loc["fusion_weights_are_not_spatial"]

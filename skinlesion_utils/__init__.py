@@ -9,6 +9,9 @@ Import what a chapter needs from the submodules; the most used names are re-expo
 """
 from .profiles import Profile, profile, resolve_device
 
-__version__ = "0.2.0"
+# 0.3.0: images are decoded with their EXIF orientation applied (data.DECODE_METHOD), which
+# rotates 3 of isic_balanced's images (2 train, 1 test); the version is part of every run-cache key
+# (runs.RunConfig.package_version), so no run trained on the old pixels is reused.
+__version__ = "0.3.0"
 
 __all__ = ["Profile", "profile", "resolve_device", "__version__"]

@@ -64,6 +64,7 @@ import pandas as pd
 
 from . import data
 from .data import CLASSES, DataError, IMAGE_EXTENSIONS, to_rgb
+from .errors import ConfigError
 from .results import results_dir
 from .splits import require_columns
 
@@ -375,7 +376,8 @@ def hash_pairs(a: HashTable, b: HashTable | None = None, threshold: int = DEFAUL
             f"{b.crops}. Fix: hash both sets with the same method and crops."
         )
     if not 0 <= threshold <= a.n_bits:
-        raise ValueError(f"threshold={threshold} bits is outside 0..{a.n_bits} for method {a.method!r}.")
+        raise ConfigError(f"threshold={threshold} bits is outside 0..{a.n_bits} for method {a.method!r}. "
+                          f"Fix: pass a threshold from 0 to {a.n_bits}.")
     wa = _words(a.bits)
     wb = wa if b is None else _words(b.bits)
     rows, cols, dists = [], [], []
@@ -450,6 +452,9 @@ def find_near_duplicates(
         threshold = DEFAULT_THRESHOLD * HASH_BITS[method] // HASH_BITS[DEFAULT_METHOD]
     if float(threshold) != int(threshold):
         raise ValueError(f"threshold={threshold}: hash distances are whole bits; pass an integer.")
+    if not 0 <= threshold <= HASH_BITS[method]:  # checked before any image is hashed
+        raise ConfigError(f"threshold={threshold} bits is outside 0..{HASH_BITS[method]} for method {method!r}. "
+                          f"Fix: pass a threshold from 0 to {HASH_BITS[method]}.")
     ta = _as_table(paths_a, method, crops, progress)
     tb = None if paths_b is None else _as_table(paths_b, method, crops, progress)
     return hash_pairs(ta, tb, int(threshold))

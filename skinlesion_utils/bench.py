@@ -1,8 +1,9 @@
 """Benchmarks: training throughput, the input pipeline, and the compact GPU data file (chapter 04).
 
 * :func:`training_throughput` — images/s of full training steps (forward, backward, optimizer)
-  with the data already resident on the device, in fp32, bf16 autocast, bf16 + channels_last
-  and optionally ``torch.compile``.
+  with the data already resident on the device, in fp32, bf16 or fp16 autocast (fp16 with a
+  ``GradScaler``), + channels_last and optionally ``torch.compile``. :func:`modes_for` picks
+  the modes worth measuring on a device by the one precision rule, ``train.amp_for_device``.
 * :func:`pipeline_comparison` — the decode-once tensor store against a naive per-epoch
   PIL/ImageFolder decode at the same resolution: the ratio is why chapter 00 decodes once.
 * :func:`pack_gpu_data` / :func:`load_gpu_data` — one compact file (JPEG bytes re-encoded at
@@ -19,13 +20,15 @@ The GPU benchmark and reference runs: one command that fits a 15-minute GPU leas
 ~33 MB, see :func:`skinlesion_utils.bench.pack_gpu_data`) that travels with the repository to a
 GPU machine with PyTorch but no internet and no ImageNet weights. ``make gpu-bench`` then runs::
 
-    python -m skinlesion_utils gpu-bench --data .gpu/isic_balanced_224.pt --out results/full/gpu-bench
+    python -m skinlesion_utils gpu-bench --data .gpu/isic_balanced_224.pt   # → <results root>/full/gpu-bench
 
-1. training throughput (img/s) at 224 px of ResNet-50 and ASFF-ResNet50 in fp32, bf16
-   autocast, bf16 + channels_last, and bf16 + channels_last + ``torch.compile`` when it builds
-   within ``--compile-timeout`` seconds, with the data resident on the GPU;
+1. training throughput (img/s) at 224 px of ResNet-50 and ASFF-ResNet50 in fp32 and in the
+   precision ``train.amp_for_device`` picks for the GPU (bf16 from compute capability 8.0, fp16
+   + GradScaler on 7.x such as a T4): autocast, + channels_last, and + ``torch.compile`` when it
+   builds within ``--compile-timeout`` seconds, with the data resident on the GPU;
 2. a reference comparison from scratch at 224 px, ResNet-50 (``fusion="none"``) against
-   ASFF-ResNet50 (``asff_text``), the epoch budget chosen from the measured throughput so that
+   ASFF-ResNet50 (``asff_text``), the epoch budget chosen from the throughput measured in the
+   mode the training uses (:func:`best_mode`, the same rule) so that
    both fit ``--budget-minutes``; each trained with :func:`skinlesion_utils.train.fit`, then
    evaluated on the 660 test images with confidence intervals and the paired tests;
 3. writes ``bench.json``, ``reference.json`` (with device name, date, commit) and
@@ -55,10 +58,10 @@ from .data import CLASSES, DataError, ImageTensorStore, decode_image, get_spec, 
 from .metrics import auc_difference, classification_report, mcnemar, report_with_ci
 from .models import build_model
 from .profiles import resolve_device
-from .results import git_commit, write_bytes, write_json, write_text
+from .results import GPU_BENCH_CHAPTER, git_commit, results_dir, write_bytes, write_json, write_text
 from .splits import train_val_split
 from .augment import normalise
-from .train import fit, predict, seed_everything
+from .train import amp_for_device, fit, precision_name, predict, seed_everything
 
 GPU_DATA_FORMAT = "skinlesion-gpu-data/1"
 
@@ -79,7 +82,27 @@ class Throughput:
         return dict(self.__dict__)
 
 
-MODES = ("fp32", "bf16", "bf16_channels_last", "bf16_channels_last_compile")
+MODES = ("fp32", "bf16", "bf16_channels_last", "bf16_channels_last_compile",
+         "fp16", "fp16_channels_last", "fp16_channels_last_compile")
+_MODE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def modes_for(device, compile: bool = True) -> list[str]:
+    """The throughput modes worth measuring on ``device``: fp32, and the precision that
+    ``train.amp_for_device`` picks there (autocast, + channels_last, + compile), e.g. fp16 on a
+    T4, bf16 on an A100/H100 or a CPU with native bf16, fp32 alone where neither helps."""
+    dtype = amp_for_device(device)
+    if dtype is None:
+        return ["fp32"]
+    name = precision_name(dtype)
+    return ["fp32", name, f"{name}_channels_last"] + ([f"{name}_channels_last_compile"] if compile else [])
+
+
+def best_mode(device) -> str:
+    """The mode :func:`skinlesion_utils.train.fit` trains in on ``device`` (``amp="auto"``,
+    channels_last): what the reference pair's epoch budget is computed from."""
+    dtype = amp_for_device(device)
+    return "fp32" if dtype is None else f"{precision_name(dtype)}_channels_last"
 
 
 def training_throughput(
@@ -113,9 +136,10 @@ def training_throughput(
     channels_last = "channels_last" in mode
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    amp_dtype = torch.bfloat16 if mode.startswith("bf16") else None
+    amp_dtype = _MODE_DTYPES.get(mode.split("_")[0])
     forward = torch.compile(model) if mode.endswith("compile") else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype is torch.float16)  # as train.fit does
 
     def step():
         inp = normalise(x)
@@ -124,8 +148,9 @@ def training_throughput(
         with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             loss = F.cross_entropy(forward(inp), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     def sync():
         if dev.type == "cuda":
@@ -332,8 +357,10 @@ def _shrunk(store, n: int, image_size: int):
 
 
 def run_gpu_benchmark(args) -> dict:
-    """Measure throughput, train the reference pair, write the results; returns the summary."""
-    out = Path(args.out)
+    """Measure throughput, train the reference pair, write the results; returns the summary.
+
+    ``args.out`` ``None`` → ``<results root>/full/gpu-bench`` (``$SKINLESION_RESULTS`` honoured)."""
+    out = Path(args.out) if args.out is not None else results_dir(GPU_BENCH_CHAPTER, "full")
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance()
     started = time.time()
@@ -343,7 +370,8 @@ def run_gpu_benchmark(args) -> dict:
         train_all, test = _shrunk(train_all, 24, args.image_size), _shrunk(test, 8, args.image_size)
     size = train_all.resolution
     rows = _throughput_rows(args, size, prov)
-    _write_json(out / "bench.json", {"provenance": prov, "image_size": size, "throughput": rows})
+    _write_json(out / "bench.json", {"provenance": prov, "image_size": size, "training_mode": best_mode(resolve_device("auto")),
+                                     "throughput": rows})
     reference = _reference_pair(args, rows, train_all, test, prov)
     reference["total_seconds"] = time.time() - started
     _write_json(out / "reference.json", reference)
@@ -362,11 +390,9 @@ def run_gpu_benchmark(args) -> dict:
 def _throughput_rows(args, size: int, prov: dict) -> list[dict]:
     """Throughput of the reference pair in every precision mode (a compile that fails is a row)."""
     rows = []
-    modes = [m for m in MODES if args.compile or not m.endswith("compile")]
+    modes = modes_for(resolve_device("auto"), compile=args.compile)
     for name, kwargs, label in REFERENCE_MODELS:
         for mode in modes:
-            if mode.startswith("bf16") and prov["device_type"] == "cuda" and not torch.cuda.is_bf16_supported():
-                continue
             t0 = time.time()
             try:
                 tp = training_throughput(name, size, args.batch_size, mode, steps=args.steps, warmup=args.warmup,
@@ -389,8 +415,8 @@ def _reference_pair(args, rows: list[dict], train_all, test, prov: dict) -> dict
     test metrics with intervals and the paired tests."""
     size = train_all.resolution
     train_store, val_store = train_val_split(train_all, 0.15, seed=0)
-    best_mode = "bf16_channels_last" if prov["device_type"] == "cuda" else "fp32"
-    ips = {r["model"]: r["images_per_second"] for r in rows if r["mode"] == best_mode and r.get("status") == "ok"}
+    trained_in = best_mode(resolve_device("auto"))  # the precision fit's amp="auto" uses there
+    ips = {r["model"]: r["images_per_second"] for r in rows if r["mode"] == trained_in and r.get("status") == "ok"}
     budget = args.budget_minutes * 60
     per_epoch = {m: len(train_store) / ips[m] * 1.25 + len(val_store) / (3 * ips[m]) for m in ips}  # 25 % overhead
     epochs = max(1, min(args.max_epochs, math.floor(budget / sum(per_epoch.values()))))
@@ -423,7 +449,7 @@ def _reference_pair(args, rows: list[dict], train_all, test, prov: dict) -> dict
     }
     reference = {
         "provenance": prov,
-        "setup": {"image_size": size, "epochs": epochs, "batch_size": args.batch_size, "recipe": "fast",
+        "setup": {"image_size": size, "epochs": epochs, "batch_size": args.batch_size, "recipe": "fast", "mode": trained_in,
                   "pretrained": False, "data": str(args.data), "tiny": bool(args.tiny),
                   "train_images": len(train_store), "val_images": len(val_store), "test_images": len(test)},
         "results": results,

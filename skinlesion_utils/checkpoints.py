@@ -9,20 +9,20 @@ pickled code) and written atomically (:func:`save_checkpoint`).
 """
 from __future__ import annotations
 
+import pickle
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from .augment import IMAGENET_MEAN, IMAGENET_STD
+from .errors import CheckpointError, CheckpointNotFound, first_line
 from .models import build_model, unwrap_model
 from .results import atomic_open
 
 CHECKPOINT_FORMAT = "skinlesion-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used as asked (other architecture, other run settings)."""
 
 
 def make_model_spec(name: str, kwargs: dict | None = None, *, image_size: int | None = None,
@@ -58,12 +58,31 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint dict with ``torch.load(weights_only=True)`` (no pickled code).
 
     Raises:
-        FileNotFoundError / CheckpointError: missing file, or not a checkpoint of this package.
+        CheckpointNotFound: no file at ``path`` (a folder, or nothing).
+        CheckpointError: an empty or truncated file, a pickle that holds code (refused), or
+            not a checkpoint of this package.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}. Fix: train first (fit / get_or_train) or check the path.")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise CheckpointNotFound(f"No checkpoint at {path} ({what}). Fix: train first (fit / get_or_train / "
+                                 "`skinlesion train`) or pass the path of a last.pt / best.pt.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"Checkpoint {path} is empty (0 bytes): its writer was stopped. "
+                              "Fix: delete it and train again (or resume from the run's last.pt).")
+    try:
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning is not the message
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"Refused to load {path}: it holds pickled objects other than tensors and numbers, and a "
+            "pickle can run code (torch.load weights_only=True). Fix: use a checkpoint written by this "
+            "package, or load it yourself only if you trust who made it."
+        ) from exc
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise CheckpointError(f"Checkpoint {path} is truncated or not a torch file ({first_line(exc).split('. ')[0][:120]}). "
+                              "Fix: delete it and train again, or copy the complete file.") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (found "
@@ -117,8 +136,44 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *, model_s
     """
     ckpt = read_checkpoint(path, map_location)
     spec = ckpt.get("spec") or {}
+    if model is None and not spec.get("name"):
+        raise CheckpointError(f"Checkpoint {path} names no model (its spec is {spec!r}). "
+                              "Fix: pass the model to load it into: load_checkpoint(path, model).")
     if model is None:
         model = build_model(spec["name"], num_classes=spec.get("num_classes", 2), pretrained=False,
                             **(spec.get("kwargs") or {}))
     load_weights(model, ckpt["model"], spec, model_spec, path)
     return model.eval(), ckpt
+
+
+def check_best(last: dict, best_path: Path) -> None:
+    """Make ``best.pt`` consistent with ``last.pt``, the commit point of an epoch (``train.fit``
+    calls it on resume).
+
+    An epoch writes ``last.pt`` (recording ``best_epoch``) and then, if it improved, ``best.pt``.
+    A kill between the two leaves ``best.pt`` missing, unreadable or one of an earlier epoch
+    while ``last.pt`` records ``best_epoch == epoch``: then the best weights *are* last.pt's,
+    and best.pt is rewritten from them. A ``best.pt`` of another epoch than the recorded one in
+    any other case (a file copied in, an epoch past ``last.pt``) cannot be repaired.
+    """
+    if "best_epoch" not in last:  # written before 0.3.0: only a missing best.pt can be told
+        if not best_path.is_file():
+            save_checkpoint({k: last[k] for k in ("format", "spec", "model", "epoch", "settings")}, best_path)
+        return
+    want = int(last["best_epoch"])
+    if want == 0:  # no epoch improved yet (no validation AUC): no best.pt to check
+        return
+    try:
+        have = int(read_checkpoint(best_path).get("epoch", -1))
+    except CheckpointError:
+        have = None
+    if have == want:
+        return
+    if want == int(last["epoch"]):
+        save_checkpoint({k: last[k] for k in ("format", "spec", "model", "epoch", "settings")}, best_path)
+        return
+    raise CheckpointError(
+        f"{best_path} holds epoch {have} but {best_path.with_name('last.pt')} records the best epoch "
+        f"{want}: the best weights are lost. Fix: train this folder again from scratch "
+        "(resume=False / `skinlesion train` without --resume), or use another folder."
+    )

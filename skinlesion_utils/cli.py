@@ -11,26 +11,167 @@ options):
 * ``gpu-bench``  the GPU benchmark and reference pair (``make gpu-data`` / ``make gpu-bench``)
 * ``cam-score``  Grad-CAM localisation score against lesion masks (chapter 07)
 * ``lab``        the course lab: check the exercise format, write student copies, grade
-* ``book``       the book's pairs of chapter sources and notebooks: check, badges, execute
+* ``book``       the book's pairs of chapter sources and notebooks: check, badges, execute;
+                 ``book times`` rewrites the lab guide's table of T4 time estimates
 
-Errors for people: an anticipated error (:class:`skinlesion_utils.data.DataError`) prints one
-line ``error: …`` with the fix and exits with status 2; ``--debug`` shows its traceback.
+Errors for people: every argument is checked before any work (ranges, choices, paths: an
+output must not be a folder, must be writable and must not lie in the data folder), and every
+anticipated error (:class:`skinlesion_utils.errors.SkinlesionError`: data, checkpoints, run
+folders, settings) prints one line ``error: what is wrong. Fix: …`` on stderr and exits with
+status 2; ``--debug`` shows its traceback. Any other exception is a bug: its traceback is
+printed (please report it).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
+from PIL import Image
+
 from . import __version__, audit, bench, book_tools, cam, data, evaluate, localisation, results
+from .errors import SkinlesionError, first_line
+from .fusion import FUSIONS
 from .lab import check_exercises, grade_notebooks, make_student_copies
 from .models import list_models
-from .profiles import profile
+from .profiles import profile, resolve_device
 from .runs import RunConfig, train_into
-from .train import get_recipe
+from .train import RECIPES, get_recipe
 
 PROG = "skinlesion"
+
+
+# ------------------------------------------------------------------ argument checks (types)
+# Each raises argparse.ArgumentTypeError, which the parser prints as one line (exit 2).
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (epochs, batch sizes, image sizes, steps, limits)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1. Fix: pass 1 or more")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (thresholds in bits, fixed epochs where 0 means "derive")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0. Fix: pass 0 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number > 0 (minutes, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0. Fix: pass a positive number")
+    return value
+
+
+def probability(text: str) -> float:
+    """A number in [0, 1] (a decision threshold on P(malignant))."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]. Fix: e.g. 0.5")
+    return value
+
+
+def model_name(text: str) -> str:
+    """A name of ``models.list_models()``."""
+    if text not in list_models():
+        raise argparse.ArgumentTypeError(f"unknown model {text!r}; valid: {', '.join(list_models())}")
+    return text
+
+
+def fusion_name(text: str) -> str:
+    """A name of ``fusion.FUSIONS``."""
+    if text not in FUSIONS:
+        raise argparse.ArgumentTypeError(f"unknown fusion {text!r}; valid: {', '.join(FUSIONS)}")
+    return text
+
+
+def existing_dir(text: str) -> Path:
+    """A folder that exists."""
+    path = Path(text)
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{path} {what}. Fix: pass an existing folder")
+    return path
+
+
+def existing_file(text: str) -> Path:
+    """A file that exists."""
+    path = Path(text)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{path} {what}. Fix: pass the path of an existing file")
+    return path
+
+
+def _check_writable(path: Path) -> None:
+    """``path`` can be created: its nearest existing ancestor is a writable folder, and it is not
+    inside the data folder ($SKINLESION_DATA is only ever read)."""
+    ancestor = path.absolute() if path.is_dir() else path.absolute().parent  # a file is rewritten in place
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: {ancestor} is a file, so nothing can be written below it. "
+                                         "Fix: choose another path")
+    try:  # a real probe (os.access says yes to root even on a read-only mount); gone on close
+        with tempfile.TemporaryFile(dir=ancestor):
+            writable = True
+    except OSError:
+        writable = False
+    if not writable:
+        raise argparse.ArgumentTypeError(f"{path}: the folder {ancestor} is not writable. Fix: choose a path you can "
+                                         "write (e.g. under your home folder)")
+    data_root = os.environ.get(data.ENV_DATA)
+    if data_root and path.resolve().is_relative_to(Path(data_root).resolve()):
+        raise argparse.ArgumentTypeError(f"{path} is inside the data folder {data_root} (${data.ENV_DATA}), which is "
+                                         "never written. Fix: write results elsewhere")
+
+
+def output_file(text: str) -> Path:
+    """A file to (re)write: not a folder, in a writable place outside the data folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder. Fix: pass a file name (e.g. {path / 'out.json'})")
+    _check_writable(path)
+    return path
+
+
+def output_dir(text: str) -> Path:
+    """A folder to create or fill: not a file, in a writable place outside the data folder."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file. Fix: pass a folder path (new, or a run folder)")
+    _check_writable(path)
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: skinlesion train: argument --epochs: … Fix: …``."""
+
+    def error(self, message: str):
+        fix = "" if "Fix:" in message else f". Fix: see `{self.prog} --help`"
+        self.exit(2, f"error: {self.prog}: {message}{fix}\n")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -52,7 +193,8 @@ def _run_data(args) -> int:
               "isic2020_metadata/*.csv")
         return 0
     if not args.name:
-        print(f"error: `data {args.action}` needs a dataset name: {', '.join(data.DATASETS)}", file=sys.stderr)
+        print(f"error: `data {args.action}` needs a dataset name. Fix: add one of {', '.join(data.DATASETS)}",
+              file=sys.stderr)
         return 2
     if args.action == "locate":
         print(data.locate(args.name, download=False))
@@ -77,14 +219,14 @@ def _add_audit(sub) -> None:
             "Folders are searched recursively; nothing is written next to the images."
         ),
     )
-    p.add_argument("--a", required=True, metavar="FOLDER", help="folder of images")
-    p.add_argument("--b", metavar="FOLDER", help="second folder: report only pairs across --a and --b")
+    p.add_argument("--a", required=True, type=existing_dir, metavar="FOLDER", help="folder of images")
+    p.add_argument("--b", type=existing_dir, metavar="FOLDER", help="second folder: report only pairs across --a and --b")
     p.add_argument(
-        "--threshold", type=int, default=None,
+        "--threshold", type=non_negative_int, default=None,
         help=f"largest Hamming distance in bits (default {audit.DEFAULT_THRESHOLD} of 128 for phash+dhash)",
     )
     p.add_argument("--method", choices=audit.HASH_METHODS, default=audit.DEFAULT_METHOD, help="perceptual hash")
-    p.add_argument("--out", required=True, metavar="CSV", help="output CSV file (written atomically)")
+    p.add_argument("--out", required=True, type=output_file, metavar="CSV", help="output CSV file (written atomically)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_audit)
 
@@ -104,24 +246,26 @@ def _run_audit(args) -> int:
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model; writes DIR/results.json and DIR/last.pt")
-    p.add_argument("--model", required=True, help="a name of models.list_models()")
-    p.add_argument("--fusion", default=None, help="asff_resnet50 only: none, sum, concat, asff_text, asff_code, asff_spatial")
+    p.add_argument("--model", required=True, type=model_name, help="a name of models.list_models()")
+    p.add_argument("--fusion", default=None, type=fusion_name, help=f"asff_resnet50 only: {', '.join(FUSIONS)}")
     p.add_argument("--profile", default=None, choices=["ci", "full"], help="default: $SKINLESION_PROFILE or ci")
-    p.add_argument("--recipe", default=None, choices=["paper", "fast"], help="default: the profile's")
+    p.add_argument("--recipe", default=None, choices=list(RECIPES), help="default: the profile's")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None, help="default: the profile's (the paper recipe: 500)")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the profile's (the paper recipe: 500)")
+    p.add_argument("--image-size", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="ImageNet weights (needs the internet once)")
-    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--out", required=True, type=output_dir, help="run folder (one writer at a time)")
     p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args) -> int:
-    if args.model not in list_models():
-        raise SystemExit(f"error: unknown model {args.model!r}; valid: {', '.join(list_models())}")
+    if args.fusion and args.model != "asff_resnet50":
+        print(f"error: --fusion {args.fusion}: {args.model} has no fusion. Fix: drop --fusion, or use "
+              "--model asff_resnet50", file=sys.stderr)
+        return 2
     prof = profile(args.profile)
     overrides = {k: v for k, v in dict(recipe=args.recipe, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
                                        batch_size=args.batch_size, pretrained=args.pretrained).items() if v is not None}
@@ -137,12 +281,12 @@ def _run_train(args) -> int:
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics of a checkpoint on any {benign,malignant}/* folder")
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--data", required=True, type=Path, help="folder with benign/ and malignant/ sub-folders")
-    p.add_argument("--out", required=True, type=Path, help="JSON file to write")
-    p.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's training size")
-    p.add_argument("--resize", default="squash", choices=["squash", "center_crop"])
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--checkpoint", required=True, type=existing_file)
+    p.add_argument("--data", required=True, type=existing_dir, help="folder with benign/ and malignant/ sub-folders")
+    p.add_argument("--out", required=True, type=output_file, help="JSON file to write")
+    p.add_argument("--image-size", type=positive_int, default=None, help="default: the checkpoint's training size")
+    p.add_argument("--resize", default="squash", choices=list(data.RESIZE_METHODS))
+    p.add_argument("--threshold", type=probability, default=0.5, help="P(malignant) at or above which: malignant")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -161,18 +305,21 @@ def _run_evaluate(args) -> int:
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="training throughput and the input pipeline against a naive decode")
-    p.add_argument("--models", nargs="+", default=["resnet50", "asff_resnet50"])
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--modes", nargs="+", default=["fp32", "bf16_channels_last"])
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--models", nargs="+", type=model_name, default=["resnet50", "asff_resnet50"])
+    p.add_argument("--image-size", type=positive_int, default=224)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--modes", nargs="+", choices=bench.MODES, default=None,
+                   help="default: fp32 and the precision this device trains in (bench.modes_for)")
+    p.add_argument("--steps", type=positive_int, default=5)
     p.add_argument("--pipeline", action="store_true", help="also compare the input pipeline (one epoch each way)")
-    p.add_argument("--pipeline-images", type=int, default=None, help="limit the pipeline comparison to N images")
-    p.add_argument("--out", type=Path, default=None, help="JSON file to write")
+    p.add_argument("--pipeline-images", type=positive_int, default=None, help="limit the pipeline comparison to N images")
+    p.add_argument("--out", type=output_file, default=None, help="JSON file to write")
     p.set_defaults(func=_run_bench)
 
 
 def _run_bench(args) -> int:
+    if args.modes is None:
+        args.modes = bench.modes_for(resolve_device("auto"), compile=False)
     rows = []
     for name in args.models:
         for mode in args.modes:
@@ -200,19 +347,20 @@ def _add_gpu_bench(sub) -> None:
     p = sub.add_parser("gpu-bench", help="GPU throughput by precision and the reference pair (ResNet-50, ASFF)",
                        description=bench.GPU_BENCH_DESCRIPTION)
     p.add_argument("--data", type=Path, default=Path(".gpu/isic_balanced_224.pt"), help="file from `make gpu-data`")
-    p.add_argument("--out", type=Path, default=Path("results/full/gpu-bench"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: <results root>/full/gpu-bench; honours $SKINLESION_RESULTS)")
     p.add_argument("--work", type=Path, default=Path(".cache/gpu-bench-runs"), help="checkpoints (large; not results)")
     p.add_argument("--pack", action="store_true", help="build --data from the local datasets and exit")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per throughput measurement")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--steps", type=positive_int, default=20, help="timed steps per throughput measurement")
+    p.add_argument("--warmup", type=non_negative_int, default=3)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compile-timeout", type=float, default=120)
-    p.add_argument("--budget-minutes", type=float, default=7.0, help="time for the two reference trainings together")
-    p.add_argument("--max-epochs", type=int, default=40)
-    p.add_argument("--epochs", type=int, default=0, help="fix the epochs instead of deriving them")
+    p.add_argument("--compile-timeout", type=positive_float, default=120)
+    p.add_argument("--budget-minutes", type=positive_float, default=7.0, help="time for the two reference trainings together")
+    p.add_argument("--max-epochs", type=positive_int, default=40)
+    p.add_argument("--epochs", type=non_negative_int, default=0, help="fix the epochs instead of deriving them (0: derive)")
     p.add_argument("--tiny", action="store_true", help="CPU self-test: 48 train / 16 test images at --image-size")
-    p.add_argument("--image-size", type=int, default=32, help="with --tiny only")
+    p.add_argument("--image-size", type=positive_int, default=32, help="with --tiny only")
     p.set_defaults(func=_run_gpu_bench)
 
 
@@ -238,15 +386,15 @@ def _add_cam_score(sub) -> None:
         "masks: energy inside the mask and pointing game, per image and on average. Without "
         "--masks, APPROXIMATE masks from classical segmentation are used (labelled so).",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="last.pt / best.pt written by fit")
-    p.add_argument("--images", required=True, type=Path, help="{benign,malignant}/* folder or a flat folder of images")
-    p.add_argument("--masks", type=Path, default=None, help="folder of binary masks matched by file stem")
-    p.add_argument("--out", required=True, type=Path, help="JSON file to write (atomically)")
-    p.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's training size")
+    p.add_argument("--checkpoint", required=True, type=existing_file, help="last.pt / best.pt written by fit")
+    p.add_argument("--images", required=True, type=existing_dir, help="{benign,malignant}/* folder or a flat folder of images")
+    p.add_argument("--masks", type=existing_dir, default=None, help="folder of binary masks matched by file stem")
+    p.add_argument("--out", required=True, type=output_file, help="JSON file to write (atomically)")
+    p.add_argument("--image-size", type=positive_int, default=None, help="default: the checkpoint's training size")
     p.add_argument("--method", default="gradcam", choices=cam.METHODS)
     p.add_argument("--layer", default=None, help="dotted target layer name (default: per architecture)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N images")
     p.add_argument("--faithfulness", action="store_true", help="add ROAD and confidence change (slow: seconds per image at 128 px)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -279,15 +427,15 @@ def _add_lab(sub) -> None:
     p = sub.add_parser("lab", help="course lab: check the exercise format, write student copies, grade")
     lab_sub = p.add_subparsers(dest="lab_command", required=True)
     ck = lab_sub.add_parser("check", help="check the exercise format of every chapter")
-    ck.add_argument("chapters", nargs="*", type=Path)
+    ck.add_argument("chapters", nargs="*", type=existing_file)
     ck.set_defaults(func=_run_lab_check)
     st = lab_sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
     st.add_argument("--out", type=Path, default=book_tools.ROOT / "student")
     st.set_defaults(func=_run_student)
     gr = lab_sub.add_parser("grade", help="execute submitted notebooks and tabulate the exercise checks")
-    gr.add_argument("notebooks", nargs="+", type=Path)
-    gr.add_argument("--csv", type=Path, help="also write the table to this CSV file")
-    gr.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    gr.add_argument("notebooks", nargs="+", type=existing_file)
+    gr.add_argument("--csv", type=output_file, help="also write the table to this CSV file")
+    gr.add_argument("--timeout", type=positive_int, default=600, help="seconds per cell (default 600)")
     gr.set_defaults(func=_run_lab_grade)
 
 
@@ -327,9 +475,11 @@ def _add_book(sub) -> None:
         func=lambda args: 1 if book_tools.check() else 0)
     book_sub.add_parser("badges", help="rewrite Colab badges and install lines from _config.yml").set_defaults(
         func=lambda args: book_tools.fix_badges() or 0)
+    book_sub.add_parser("times", help="rewrite the lab guide's table of T4 time estimates").set_defaults(
+        func=lambda args: book_tools.write_time_table() or 0)
     ex = book_sub.add_parser("execute", help="execute chapters (ci profile) and store their outputs")
-    ex.add_argument("chapters", nargs="*", type=Path)
-    ex.add_argument("--profile", default="ci")
+    ex.add_argument("chapters", nargs="*", type=existing_file)
+    ex.add_argument("--profile", default="ci", choices=["ci", "full"])
     ex.set_defaults(func=lambda args: book_tools.execute(args.chapters or book_tools.chapter_sources(),
                                                          profile=args.profile) or 0)
     st = book_sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
@@ -345,7 +495,7 @@ COMMANDS = (_add_data, _add_audit, _add_train, _add_evaluate, _add_bench, _add_g
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``skinlesion`` parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -356,13 +506,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; returns the exit status (2 for an error a person can fix)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line printed, 2), --help or --version (0)
+        return exc.code if isinstance(exc.code, int) else 2
+    # An image over the pixel limit is refused with one line (data.MAX_IMAGE_PIXELS); Pillow's
+    # warning about it would be a second one.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         return int(args.func(args) or 0)
-    except data.DataError as exc:  # errors for people: one message, no traceback
+    except SkinlesionError as exc:  # errors for people: one line, no traceback (any other: a bug)
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -15,7 +15,8 @@ The flow::
   refuses archive members that would land outside the target folder, and offline fails with
   one message that says how to get the data.
 * :class:`ImageTensorStore` — every image decoded once into a uint8 tensor cached under the
-  cache folder (keyed by manifest hash, resolution and resize method); never in the data folder.
+  cache folder (keyed by manifest hash, resolution, resize and decode method); never in the data
+  folder. Decoding applies EXIF orientation and refuses images over :data:`MAX_IMAGE_PIXELS`.
 
 Labels: benign = 0, malignant = 1. Every sample keeps its file id (path relative to the
 dataset folder, e.g. ``train/benign/12.jpg``).
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -40,6 +42,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .errors import ChecksumError, DataError, DataNotAvailableError  # noqa: F401 (re-exported)
 from .profiles import default_cache_dir
 from .results import atomic_open, write_bytes
 
@@ -50,18 +53,6 @@ MANIFEST_DIR = Path(__file__).with_name("manifests")
 
 PAPER_REPO = "https://github.com/Grapesea/ASFF-ResNet50-enhanced"
 ISIC_2020_HOST = "https://isic-challenge-data.s3.amazonaws.com/2020"
-
-
-class DataError(ValueError):
-    """Any problem with the data a reader can fix; the message names the file and the fix."""
-
-
-class ChecksumError(DataError):
-    """A file's sha256 differs from the manifest."""
-
-
-class DataNotAvailableError(DataError, RuntimeError):
-    """The data is neither on disk nor downloadable (e.g. offline)."""
 
 
 @dataclass(frozen=True)
@@ -243,12 +234,16 @@ def _quick_signature(name: str, root: Path) -> str:
     h = hashlib.sha256(get_spec(name).manifest_hash().encode())
     for rel in sorted(get_spec(name).manifest_entries()):
         st = (root / rel).stat()
-        h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}".encode())
+        # ctime too: an edit that keeps a file's size and restores its mtime (os.utime, cp -p)
+        # still changes its ctime, which no user call can set back.
+        h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}".encode())
     return h.hexdigest()
 
 
 def ensure_verified(name: str, root: Path) -> Path:
-    """Verify ``root`` once (full sha256) and remember it in the cache until a file changes."""
+    """Verify ``root`` once (full sha256) and remember it in the cache until a file changes: its
+    size, mtime or ctime (which any write updates and no user call sets back), so an in-place
+    edit is re-hashed. ``data verify`` always re-hashes every file."""
     root = Path(root)
     verify(name, root, full=False)
     stamp = _stamp_path(name, root)
@@ -573,6 +568,14 @@ def to_rgb(img: "Image.Image", path: Path | str = "<image>") -> "Image.Image":  
 
 RESIZE_METHODS = ("squash", "center_crop")
 
+#: How a file becomes pixels, part of every tensor-store cache key. ``exif1``: EXIF orientation
+#: applied (``ImageOps.exif_transpose``), the picture a viewer shows (0.2.0 ignored it; in
+#: isic_balanced train/malignant/740, 748 and test/malignant/744 carry a 90° rotation tag).
+DECODE_METHOD = "exif1"
+#: The largest image decoded (width × height), Pillow's default limit (about 9,459²); a file
+#: that claims more is refused before decoding (a "decompression bomb" claims gigapixels).
+MAX_IMAGE_PIXELS = 89_478_485
+
 
 def decode_image(path: Path, resolution: int, resize: str = "squash") -> np.ndarray:
     """Decode one image file to ``uint8 [3, R, R]`` RGB.
@@ -583,17 +586,24 @@ def decode_image(path: Path, resolution: int, resize: str = "squash") -> np.ndar
         resize: ``"squash"`` (resize to R×R ignoring aspect ratio, as the paper's Keras
             ``load_img(target_size=...)``) or ``"center_crop"`` (shorter side to R, then crop).
 
+    EXIF orientation is applied (:data:`DECODE_METHOD`), so the pixels are the picture a viewer
+    shows. Images over :data:`MAX_IMAGE_PIXELS` are refused.
+
     Raises:
-        DataError: unreadable, corrupt or truncated file, naming it and the fix.
+        DataError: unreadable, corrupt, truncated or oversized file, naming it and the fix.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if resize not in RESIZE_METHODS:
         raise DataError(f"Unknown resize method {resize!r}; use one of {RESIZE_METHODS}.")
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # (Pillow warns over MAX_IMAGE_PIXELS; the CLI hides the warning)
+            _check_pixels(img, path)
             img.load()  # forces the full decode: truncated files fail here, not later
-            img = to_rgb(img, path)
+            img = to_rgb(ImageOps.exif_transpose(img), path)
+    except Image.DecompressionBombError as exc:  # Pillow's own refusal (over 2 × its limit)
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise DataError(_bomb_message(path, f"{int(found.group(1)):,} pixels" if found else "too many pixels")) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
@@ -609,6 +619,22 @@ def decode_image(path: Path, resolution: int, resize: str = "squash") -> np.ndar
     if img.size != (resolution, resolution):
         img = img.resize((resolution, resolution), Image.BILINEAR, reducing_gap=None)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def _bomb_message(path, size: str) -> str:
+    return (f"Image {path} is too large to decode ({size}; the limit is {MAX_IMAGE_PIXELS:,} pixels, "
+            "data.MAX_IMAGE_PIXELS): a decompression bomb or a scan far beyond any model's input. "
+            "Fix: downscale it (e.g. to 1024 px) or remove it from the folder.")
+
+
+def _check_pixels(img, path) -> None:
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(_bomb_message(path, f"{w} × {h} = {w * h:,} pixels"))
+
+
+def _dangling_links(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_symlink() and not p.exists())
 
 
 def list_class_folder(folder: Path) -> list[tuple[str, int]]:
@@ -647,6 +673,13 @@ def list_class_folder(folder: Path) -> list[tuple[str, int]]:
             raise DataError(
                 f"Class folder {cdir} is missing: both {list(CLASSES)} are needed. "
                 "Fix: create it and put that class's images in it."
+            )
+        dangling = _dangling_links(cdir)
+        if dangling:
+            raise DataError(
+                f"Broken link: {dangling[0]} points to {os.readlink(dangling[0])}, which does not exist"
+                f"{f' ({len(dangling)} broken links in {cdir})' if len(dangling) > 1 else ''}. "
+                "Fix: restore the target, or remove the link."
             )
         files = sorted(p for p in cdir.rglob("*") if p.is_file() and not p.name.startswith("."))
         bad = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
@@ -745,14 +778,14 @@ class ImageTensorStore:
             resize: see :func:`decode_image`.
 
         The cache file lives in ``<cache>/tensors`` and is keyed by the manifest hash, the split,
-        R and the resize method.
+        R, the resize method and :data:`DECODE_METHOD`.
         """
         spec = get_spec(name)
         if spec.kind != "images":
             raise DataError(f"Dataset {name!r} holds tables, not images. Fix: read it with pandas from locate({name!r}).")
         rels = split_files(spec, split)
         root = locate(name)
-        key = f"{name}-{split or 'all'}-{spec.manifest_hash()[:12]}-{resolution}-{resize}"
+        key = f"{name}-{split or 'all'}-{spec.manifest_hash()[:12]}-{resolution}-{resize}-{DECODE_METHOD}"
         cache_file = default_cache_dir() / "tensors" / f"{key}.pt"
         if cache and cache_file.exists():
             blob = torch.load(cache_file, weights_only=True)

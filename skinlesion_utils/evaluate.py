@@ -17,6 +17,7 @@ import pandas as pd
 
 from .checkpoints import load_checkpoint
 from .data import ImageTensorStore
+from .errors import ConfigError
 from .metrics import classification_report, report_with_ci
 from .train import predict
 
@@ -78,9 +79,14 @@ def evaluate_folder(
         threshold: P(malignant) at or above which an image is called malignant.
 
     Raises:
+        ConfigError: a threshold outside [0, 1] or an image size < 1.
         DataError: a bad folder or image (names the file and the fix).
-        CheckpointError: not a checkpoint of this package.
+        CheckpointError: missing, damaged, refused or not a checkpoint of this package.
     """
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must be a probability in [0, 1]; found {threshold!r}. Fix: e.g. 0.5.")
+    if image_size is not None and image_size < 1:
+        raise ConfigError(f"image_size must be >= 1 px; found {image_size!r}. Fix: omit it (the checkpoint's) or pass e.g. 224.")
     model, ckpt = load_checkpoint(checkpoint)
     spec = ckpt.get("spec") or {}
     size = int(image_size or spec.get("image_size") or 224)

@@ -4,8 +4,8 @@ Defined in chapter 00 (sizes, modes, formats; colour by class), used again by ch
 headers of the paper's images) and chapter 08 (how far the external set's images are from the
 training images).
 
-* :func:`image_file_table` — width, height, mode, format and bytes of every image, read from
-  the file headers only.
+* :func:`image_file_table` — width, height, mode, format, EXIF orientation and bytes of every
+  image, read from the file headers only.
 * :func:`colour_statistics` — per-image mean R, G, B, brightness and contrast of a tensor store.
 """
 from __future__ import annotations
@@ -18,6 +18,8 @@ from PIL import Image
 
 from .data import CLASSES, IMAGE_EXTENSIONS, ImageTensorStore
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 upright, 3 rotated 180°, 6 / 8 rotated 90° (cw / ccw), ...
+
 
 def image_file_table(root: Path, rels: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per image file with its size and mode, read from the file headers only.
@@ -26,7 +28,9 @@ def image_file_table(root: Path, rels: Sequence[str] | None = None) -> pd.DataFr
         root: dataset folder. rels: relative paths (default: every image under ``root``).
 
     Returns:
-        DataFrame with columns id, class, width, height, mode, format, bytes.
+        DataFrame with columns id, class, width, height (as stored, before any EXIF rotation),
+        mode, format, orientation (the EXIF orientation tag, 1 = upright when absent; decoding
+        applies it, see ``data.DECODE_METHOD``), bytes.
     """
     root = Path(root)
     if rels is None:
@@ -36,7 +40,8 @@ def image_file_table(root: Path, rels: Sequence[str] | None = None) -> pd.DataFr
         with Image.open(root / rel) as img:
             rows.append(
                 dict(id=rel, **{"class": PurePosixPath(rel).parts[-2]}, width=img.width, height=img.height,
-                     mode=img.mode, format=img.format, bytes=(root / rel).stat().st_size)
+                     mode=img.mode, format=img.format, orientation=int(img.getexif().get(EXIF_ORIENTATION, 1)),
+                     bytes=(root / rel).stat().st_size)
             )
     return pd.DataFrame(rows)
 

@@ -36,6 +36,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from .errors import ConfigError
 from .fusion import FUSION_CLASSES, FUSIONS
 
 __all__ = [
@@ -131,8 +132,8 @@ class ASFFResNet50(nn.Module):
     ) -> None:
         super().__init__()
         if fusion not in FUSION_CLASSES:
-            raise ValueError(
-                f"Unknown fusion {fusion!r}. Valid: {', '.join(FUSIONS)} "
+            raise ConfigError(
+                f"Unknown fusion {fusion!r}. Fix: use one of {', '.join(FUSIONS)} "
                 "(asff_text = paper text/eq. 7, asff_code = released code, "
                 "asff_spatial = original ASFF)."
             )
@@ -493,10 +494,13 @@ def build_model(
     """
     key = name.strip().lower()
     if key not in _MODELS:
-        raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(list_models())}.")
+        raise ConfigError(f"Unknown model {name!r}. Fix: use one of {', '.join(list_models())}.")
     entry = _MODELS[key]
     if pretrained and not entry.imagenet_weights:
-        raise ValueError(f"{key} has no ImageNet weights; use pretrained=False.")
+        raise ConfigError(f"{key} has no ImageNet weights. Fix: use pretrained=False.")
+    if "fusion" in kw and key != "asff_resnet50":
+        raise ConfigError(f"{key} has no fusion (fusion={kw['fusion']!r} given); only asff_resnet50 fuses "
+                          "layer3 and layer4. Fix: drop the fusion, or use the model asff_resnet50.")
     if head_hidden and not entry.takes_head_hidden:
         gap_linear = sorted(n for n, e in _MODELS.items() if e.gap_linear_head)
         raise ValueError(

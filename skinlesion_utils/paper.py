@@ -6,8 +6,8 @@ and never type them.
 
 What this module owns
 ---------------------
-* ``paper_claims.json`` (next to this file, shipped with the package): every numeric claim of
-  arXiv 2510.03876 that could be read, each with its provenance (source, paper version v1/v2,
+* ``paper_claims.json`` (next to this file, shipped with the package): every number printed in
+  arXiv 2510.03876v2 (and the v1 abstract), each with its provenance (source, paper version v1/v2,
   location, a verbatim quote) and a status saying *how* we know it (``paper``, ``code``,
   ``data``, ``third_party``, ``project``); the paper's Tables 1-4; the settings of the released
   Keras scripts; and every documented difference between the paper's text and its code or data.
@@ -15,25 +15,31 @@ What this module owns
   says how precisely it was rounded) next to the parsed float.
 * Reading it: :func:`load_claims`, :func:`claim`, :func:`claims_table`, :func:`table`,
   :func:`text_vs_code`.
-* The ``paper`` training recipe per model: :func:`paper_recipe`, :func:`recipe_table`.
+* The training recipes per model: ``paper`` = the paper's Table 1 (:func:`paper_recipe`),
+  ``released_code`` = the released scripts (:func:`released_code_recipe`); both through
+  :func:`recipe_table`, side by side in :func:`recipe_comparison`.
 * Arithmetic checks of the printed numbers (is an accuracy ``k / 660`` for an integer ``k``? do
   the printed recall and specificity imply the printed accuracy? is a printed gain the
   difference of two achievable accuracies?): :func:`check_accuracy`,
-  :func:`check_recall_specificity`, :func:`check_gain` and :func:`arithmetic_checks`, built on
-  :func:`skinlesion_utils.verdicts.nearest_fraction` and
-  :func:`skinlesion_utils.verdicts.accuracy_from_recall_specificity`; their verdicts are
-  :data:`ARITHMETIC_VERDICTS`.
-* The paper's Table 2/3 on a chapter's page, or a note that it could not be transcribed:
-  :func:`paper_table_or_note` (chapters 02 and 06).
+  :func:`check_recall_specificity`, :func:`check_gain` (defined in :mod:`skinlesion_utils.verdicts`, re-exported here) and
+  :func:`arithmetic_checks`, which runs them over every claim and table row; their verdicts are
+  :data:`ARITHMETIC_VERDICTS`. One verdict per table row (k/n, implied accuracy, F1 from
+  precision and recall, one confusion matrix for all five cells, Table 4's averaging):
+  :func:`table_consistency`, built on :func:`skinlesion_utils.verdicts.row_consistency`.
+* Printed facts that are not numbers (software versions, hardware, the baselines' names):
+  the ``settings`` section, read with :func:`setting` and :func:`settings_table`.
+* The paper's Tables 2-4 next to a chapter's own measured rows, with our intervals:
+  :func:`beside_ours` (chapters 02, 06 and 08).
 
 Every function takes an optional ``claims`` argument (a dict as returned by :func:`load_claims`)
 so that a chapter or a test can work on an edited copy; by default the packaged file is used.
 
-Filling in a table: copy each row from the paper's PDF into ``tables.<n>.rows`` of the JSON as
-``{"model": "<name as printed>", "model_id": "<build_model name or null>", "<column>":
-"<string as printed>", ...}``, set the table's ``status`` to ``"transcribed"`` (or
-``"partial"``), then run ``pytest tests/test_paper.py``: the loader refuses a file whose numbers
-do not parse or whose provenance is missing.
+The tables were transcribed from ``shared/paper/tables.csv`` and
+``shared/paper/table1_hyperparameters.csv`` (the paper's v2 text read whole); each row is
+``{"model": "<name as printed>", "model_id": "<build_model name or fusion mode>", "<column>":
+"<string as printed>", ...}`` and a table's ``unit`` is ``"%"`` or ``"fraction"`` (Table 4).
+``tests/test_paper.py`` compares every cell with the CSVs and with the text; the loader refuses
+a file whose numbers do not parse or whose provenance is missing.
 """
 from __future__ import annotations
 
@@ -48,10 +54,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from . import verdicts
+from .verdicts import check_accuracy, check_gain, check_recall_specificity, row_consistency, to_percent
+from .errors import ClaimsError, ClaimsNotTranscribed  # noqa: F401 (re-exported)
 
 __all__ = [
     "CLAIMS_FILE",
@@ -67,15 +73,21 @@ __all__ = [
     "validate_claims",
     "claim",
     "claims_table",
+    "setting",
+    "settings_table",
     "table",
     "text_vs_code",
     "paper_recipe",
+    "released_code_recipe",
+    "RECIPE_SOURCES",
     "recipe_table",
+    "recipe_comparison",
     "check_accuracy",
     "check_recall_specificity",
     "check_gain",
     "arithmetic_checks",
-    "paper_table_or_note",
+    "table_consistency",
+    "beside_ours",
 ]
 
 #: The packaged claims file.
@@ -87,14 +99,6 @@ TABLE_STATUSES = ("not_transcribed", "partial", "transcribed")
 #: Strings that stand for "not reported" in a table cell.
 _MISSING_CELLS = ("", "-", "–", "—", "n/a", "N/A")
 _PAPER_VERSIONS = ("v1", "v2")
-
-
-class ClaimsError(ValueError):
-    """The claims file (or an edited copy) is malformed, or a claim/table does not exist."""
-
-
-class ClaimsNotTranscribed(ClaimsError):
-    """A table of the paper has no rows in the claims file yet."""
 
 
 # =========================================================================== numbers
@@ -182,8 +186,13 @@ def validate_claims(data: Mapping) -> list[str]:
 
     Checks: required sections; unique ids; each claim's ``float`` equals its parsed ``value``;
     provenance (a known source, a location, a verbatim quote unless the status is ``project``,
-    a known status); per-version values parse and agree with ``value``; references between
-    claims resolve; table cells parse; each text-vs-code entry has both sides.
+    a known status); a ``paper`` claim's printed string (``printed`` when the paper writes it
+    in words, "eleven", "4:1"; else ``value``) occurs in its quote and in each ``also_in``
+    quote (every other place the paper prints it); per-version values parse and agree with
+    ``value``; references between claims resolve; table cells parse and a table's ``unit`` is
+    ``%`` or ``fraction``; each text-vs-code entry has both sides; each entry of the optional
+    ``settings`` (printed facts that are not numbers) has a known source and status and a
+    value that occurs in its quote.
     """
     out: list[str] = []
     for key in ("claims", "tables", "sources", "statuses", "text_vs_code", "code_settings"):
@@ -194,7 +203,35 @@ def validate_claims(data: Mapping) -> list[str]:
     ids = _claim_problems(data, out)
     _table_problems(data, ids, out)
     _text_vs_code_problems(data, out)
+    _settings_problems(data, out)
     return out
+
+
+def _quote_problems(cid: str, printed: str, w: Mapping, out: list[str]) -> None:
+    """A paper claim's printed string must occur in its quote (and in every ``also_in`` quote)."""
+    for k, place in enumerate([w, *w.get("also_in", [])]):
+        label = cid if k == 0 else f"{cid}.also_in[{k - 1}]"
+        if not str(place.get("location", "")).strip():
+            out.append(f"{label}: empty location")
+        if printed not in str(place.get("quote", "")):
+            out.append(f"{label}: the printed {printed!r} does not occur in its quote {place.get('quote', '')!r}")
+
+
+def _settings_problems(data: Mapping, out: list[str]) -> None:
+    """Append the problems of the optional ``data["settings"]`` (printed facts that are not numbers)."""
+    seen: set[str] = set()
+    for k, e in enumerate(data.get("settings", [])):
+        sid = e.get("id") or f"settings[{k}]"
+        if sid in seen:
+            out.append(f"{sid}: duplicate setting id")
+        seen.add(sid)
+        w = e.get("where", {})
+        if w.get("source") not in data["sources"]:
+            out.append(f"{sid}: where.source {w.get('source')!r} is not a key of 'sources'")
+        if e.get("status") not in data["statuses"]:
+            out.append(f"{sid}: status {e.get('status')!r} is not one of {sorted(data['statuses'])}")
+        if not str(e.get("value", "")).strip() or str(e.get("value")) not in str(w.get("quote", "")):
+            out.append(f"{sid}: value {e.get('value')!r} must be a non-empty string that occurs in its quote")
 
 
 def _claim_problems(data: Mapping, out: list[str]) -> set[str]:
@@ -226,6 +263,9 @@ def _claim_problems(data: Mapping, out: list[str]) -> set[str]:
             out.append(f"{cid}: where.location is empty; say where the number is printed")
         if not str(w.get("quote", "")).strip() and c.get("status") != "project":
             out.append(f"{cid}: where.quote is empty; quote the passage (only status 'project' may lack one)")
+        if c.get("status") == "paper":
+            _quote_problems(cid, str(c.get("printed") or c.get("value", "")),
+                            {**w, "also_in": c.get("also_in", [])}, out)
         if w.get("version") not in _PAPER_VERSIONS + ("release",):
             out.append(f"{cid}: where.version {w.get('version')!r} is not v1, v2 or release")
         for ver, printed in (c.get("versions") or {}).items():
@@ -250,6 +290,8 @@ def _table_problems(data: Mapping, ids: set[str], out: list[str]) -> None:
     sources = data["sources"]
     for n, t in data["tables"].items():
         where = f"tables[{n!r}]"
+        if t.get("unit", "%") not in ("%", "fraction"):
+            out.append(f"{where}: unit {t.get('unit')!r} is not '%' or 'fraction'")
         if t.get("status") not in TABLE_STATUSES:
             out.append(f"{where}: status {t.get('status')!r} is not one of {TABLE_STATUSES}")
         if t.get("where", {}).get("source") not in sources:
@@ -340,6 +382,9 @@ class Claim:
         version_note: how v1 and v2 differ, in words.
         denominators: ids of the count claims an accuracy must be a fraction of.
         gain_of: for a gain, the id of the claim it is a gain of.
+        printed: the exact printed string when the paper writes the number in words or as a
+            ratio (``"eleven"``, ``"4:1"``); empty when ``value`` is what is printed.
+        also_in: every other place the paper prints the same number, as ``Where`` objects.
     """
 
     id: str
@@ -353,6 +398,8 @@ class Claim:
     version_note: str = ""
     denominators: tuple[str, ...] = ()
     gain_of: str | None = None
+    printed: str = ""
+    also_in: tuple[Where, ...] = ()
 
     @property
     def label(self) -> str:
@@ -379,7 +426,9 @@ def _claim_from(c: Mapping, sources: Mapping) -> Claim:
         where=Where(w["source"], w["version"], w["location"], w.get("quote", ""),
                     sources[w["source"]].get("url", "")),
         status=c["status"], versions=dict(c.get("versions") or {}), version_note=c.get("version_note", ""),
-        denominators=tuple(c.get("denominators", [])), gain_of=c.get("gain_of"),
+        denominators=tuple(c.get("denominators", [])), gain_of=c.get("gain_of"), printed=c.get("printed", ""),
+        also_in=tuple(Where(w["source"], w["version"], a["location"], a["quote"], sources[w["source"]].get("url", ""))
+                      for a in c.get("also_in", [])),
     )
 
 
@@ -419,6 +468,27 @@ def claims_table(claims: dict | None = None) -> pd.DataFrame:
             "differs": cl.differs_between_versions, "what": cl.what, "url": cl.where.url,
         })
     return pd.DataFrame(rows).set_index("id")
+
+
+def setting(setting_id: str, claims: dict | None = None) -> dict:
+    """A printed fact that is not a number (``"software.python"`` -> ``{"value": "3.10.13", ...}``).
+
+    Raises:
+        KeyError: unknown id, listing the known ones.
+    """
+    d = _data(claims)
+    for e in d.get("settings", []):
+        if e["id"] == setting_id:
+            return copy.deepcopy(e)
+    raise KeyError(f"no setting {setting_id!r}; known: {[e['id'] for e in d.get('settings', [])]}")
+
+
+def settings_table(claims: dict | None = None) -> pd.DataFrame:
+    """Every setting, indexed by id: ``value``, ``what``, ``location``, ``quote``, ``status``."""
+    d = _data(claims)
+    rows = [{"id": e["id"], "value": e["value"], "what": e["what"], "location": e["where"]["location"],
+             "quote": e["where"]["quote"], "status": e["status"]} for e in d.get("settings", [])]
+    return pd.DataFrame(rows, columns=["id", "value", "what", "location", "quote", "status"]).set_index("id")
 
 
 # =========================================================================== tables
@@ -500,33 +570,37 @@ def text_vs_code(kind: str | None = None, claims: dict | None = None) -> pd.Data
 
 # =========================================================================== recipe
 def _model_names(d: dict) -> list[str]:
-    return list(d["tables"]["2"]["expected_models"])
+    """Every model of the paper: Table 1's rows (the eleven baselines and ASFF ResNet-50)."""
+    return list(d["tables"]["1"]["expected_models"])
 
 
-def paper_recipe(model_name: str, claims: dict | None = None) -> dict:
-    """The paper's training protocol for one model, for the training engine's ``paper`` recipe.
+def _check_model(model_name: str, d: dict) -> None:
+    names = _model_names(d)
+    if model_name not in names:
+        raise ValueError(f"unknown model {model_name!r} for the paper's recipes; expected one of {names}.")
 
-    Precedence, field by field: the model's row of the paper's Table 1 (when transcribed) >
-    the model's released script > the setting shared by every released script.
+
+def released_code_recipe(model_name: str, claims: dict | None = None) -> dict:
+    """What the released scripts do for one model (the training engine's ``released_code`` recipe).
+
+    Precedence, field by field: the model's released script > the setting shared by every released
+    script. Models without a script get the shared setting (their ``sources`` say so).
 
     Args:
-        model_name: a :func:`skinlesion_utils.models.build_model` name (``lenet5`` ...
-            ``asff_resnet50``).
+        model_name: a :func:`skinlesion_utils.models.build_model` name (``lenet5`` ... ``asff_resnet50``).
 
     Returns:
-        dict with ``optimizer`` (``"adam"``/``"adamw"``/``"sgd"``), ``lr`` (float),
-        ``weight_decay`` (float), ``schedule`` (``"constant"``), ``batch_size`` (int),
-        ``epochs`` (int), ``augmentation`` (dict of :class:`skinlesion_utils.augment.AugmentConfig`
-        fields), ``pretrained`` (what the released script loads, or None), ``script`` (its file,
-        or None) and ``sources`` (``{field: where the value comes from}``).
+        dict with ``optimizer`` (``"adam"``/``"adamw"``/``"sgd"``), ``lr`` (float), ``weight_decay``
+        (float), ``schedule`` (``"constant"``), ``batch_size`` (int), ``epochs`` (int), ``augmentation``
+        (dict of :class:`skinlesion_utils.augment.AugmentConfig` fields), ``pretrained`` (what the
+        released script loads, or None), ``script`` (its file, or None), ``validation`` (what the
+        script validates on) and ``sources`` (``{field: where the value comes from}``).
 
     Raises:
         ValueError: unknown model name, listing the valid ones.
     """
     d = _data(claims)
-    names = _model_names(d)
-    if model_name not in names:
-        raise ValueError(f"unknown model {model_name!r} for the paper recipe; expected one of {names}.")
+    _check_model(model_name, d)
     cs = d["code_settings"]
     shared = cs["shared"]
     commit = cs.get("commit", "")[:7]
@@ -536,9 +610,10 @@ def paper_recipe(model_name: str, claims: dict | None = None) -> dict:
         "weight_decay": parse_number(shared["weight_decay"]), "schedule": shared["schedule"],
         "batch_size": int(parse_number(shared["batch_size"])), "epochs": int(parse_number(shared["epochs"])),
         "augmentation": dict(shared["augmentation"]), "pretrained": None, "script": None,
+        "validation": shared.get("validation_data", ""),
     }
     sources = {k: src_shared for k in ("optimizer", "lr", "weight_decay", "schedule", "batch_size", "epochs",
-                                        "augmentation")}
+                                        "augmentation", "validation")}
     script = cs["scripts"].get(model_name)
     if script is not None:
         recipe["script"] = script["file"]
@@ -549,12 +624,36 @@ def paper_recipe(model_name: str, claims: dict | None = None) -> dict:
             if k in script:
                 recipe[k] = script[k].lower() if k == "optimizer" else parse_number(script[k])
                 sources[k] = src
-        for k in ("optimizer", "lr", "weight_decay", "schedule", "batch_size", "epochs", "augmentation"):
+        for k in sources:
             if sources[k] == src_shared:
                 sources[k] = f"{src} (shared setting)"
     else:
         sources.update(pretrained=f"no released script: {cs['no_script'].get(model_name, 'not found')}",
                        script="no released script")
+    recipe["sources"] = sources
+    return recipe
+
+
+def paper_recipe(model_name: str, claims: dict | None = None) -> dict:
+    """The paper's training protocol for one model (the training engine's ``paper`` recipe).
+
+    The optimizer and learning rate are the model's row of the paper's Table 1, the epochs the
+    claim ``paper.epochs`` (section 3.1: "All models were trained for 500 epochs"). Everything the
+    paper does not print (batch size, schedule, weight decay, augmentation, pretraining) is taken
+    from :func:`released_code_recipe`, and its ``sources`` entry says "not printed in the paper".
+    A model without a Table 1 row (only possible in an edited claims dict) keeps the released
+    code's optimizer and learning rate, with sources saying so.
+
+    Returns:
+        the same fields as :func:`released_code_recipe` (``validation`` too: the paper names none,
+        so it is the released code's); ``sources`` per field.
+
+    Raises:
+        ValueError: unknown model name, listing the valid ones.
+    """
+    d = _data(claims)
+    recipe = released_code_recipe(model_name, claims=d)
+    sources = {k: f"not printed in the paper; {v}" for k, v in recipe.pop("sources").items()}
     t1 = d["tables"]["1"]
     row = next((r for r in t1["rows"] if r.get("model_id") == model_name), None)
     if row is not None:
@@ -571,129 +670,56 @@ def paper_recipe(model_name: str, claims: dict | None = None) -> dict:
             else:
                 recipe[key] = parse_number(cell)
             sources[key] = src
+    else:
+        for key in ("optimizer", "lr"):
+            sources[key] = f"no Table 1 row for {model_name!r}; {sources[key]}"
+    if "Table 1" not in sources["epochs"] and any(c["id"] == "paper.epochs" for c in d["claims"]):
+        ep = claim("paper.epochs", claims=d)
+        recipe["epochs"] = int(ep.number)
+        sources["epochs"] = f"paper {ep.where.version} {ep.where.location} ('{ep.where.quote}')"
     recipe["sources"] = sources
     return recipe
 
 
-def recipe_table(claims: dict | None = None) -> dict[str, dict]:
-    """:func:`paper_recipe` for every model: ``{model_name: recipe}`` (what
-    ``train.Recipe.for_model`` needs: each recipe has ``optimizer`` and ``lr``)."""
+#: The recipes :func:`recipe_table` knows, by the training engine's names.
+RECIPE_SOURCES = {"paper": paper_recipe, "released_code": released_code_recipe}
+
+
+def recipe_table(claims: dict | None = None, recipe: str = "paper") -> dict[str, dict]:
+    """One recipe for every model of Table 1: ``{model_name: recipe}`` (what
+    ``train.Recipe.for_model`` needs: each has ``optimizer`` and ``lr``).
+
+    Args:
+        recipe: ``"paper"`` (:func:`paper_recipe`, Table 1 per model) or ``"released_code"``
+            (:func:`released_code_recipe`, the released scripts).
+    """
+    if recipe not in RECIPE_SOURCES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {sorted(RECIPE_SOURCES)}.")
     d = _data(claims)
-    return {name: paper_recipe(name, claims=d) for name in _model_names(d)}
+    return {name: RECIPE_SOURCES[recipe](name, claims=d) for name in _model_names(d)}
+
+
+def recipe_comparison(models: Iterable[str] | None = None, claims: dict | None = None) -> pd.DataFrame:
+    """The ``paper`` and ``released_code`` recipes side by side, per model (chapters 02 and 04).
+
+    Returns:
+        DataFrame indexed by model with ``paper_optimizer``, ``paper_lr``, ``code_optimizer``,
+        ``code_lr``, ``epochs`` (paper / code, e.g. ``"500 / 500"``), ``script`` and ``differs``
+        (a short list of what differs: ``"optimizer, lr"``; empty when nothing does).
+    """
+    d = _data(claims)
+    names = list(models) if models is not None else _model_names(d)
+    rows = []
+    for name in names:
+        p, c = paper_recipe(name, claims=d), released_code_recipe(name, claims=d)
+        diff = [k for k in ("optimizer", "lr", "epochs") if p[k] != c[k]]
+        rows.append({"model": name, "paper_optimizer": p["optimizer"], "paper_lr": p["lr"],
+                     "code_optimizer": c["optimizer"], "code_lr": c["lr"], "epochs": f"{p['epochs']} / {c['epochs']}",
+                     "script": c["script"] or "— (no script)", "differs": ", ".join(diff)})
+    return pd.DataFrame(rows).set_index("model")
 
 
 # =========================================================================== arithmetic
-def _within(exact, printed: float, decimals: int) -> np.ndarray:
-    return np.abs(np.asarray(exact, dtype=float) - printed) <= 0.5 * 10.0 ** (-decimals) + 1e-9
-
-
-def check_accuracy(printed: str, n: int) -> dict:
-    """Is a printed accuracy (percent) ``100 k / n`` for some integer ``k``, at its printed precision?
-
-    Args:
-        printed: the accuracy as printed, in percent (``"93.182"``).
-        n: number of images it was measured on.
-
-    Returns:
-        dict with ``check``, ``printed``, ``n``, ``verdict`` (``"consistent"`` /
-        ``"inconsistent"``), ``k`` (nearest integer), ``exact`` (``100 k / n``), ``gap``
-        (printed - exact, points), ``candidates`` (every k that rounds to it) and ``detail``
-        (one sentence).
-    """
-    r = verdicts.nearest_fraction(printed, int(n))
-    verdict = "consistent" if r["consistent"] else "inconsistent"
-    if r["consistent"]:
-        detail = (f"{printed} % = {', '.join(f'{k}/{n}' for k in r['candidates'])} "
-                  f"({r['exact']:.4f} %) at {r['decimals']} decimals")
-    else:
-        detail = (f"no k/{n} rounds to {printed} at {r['decimals']} decimals; nearest {r['k']}/{n} = "
-                  f"{r['exact']:.4f} % (gap {r['gap']:+.4f} points)")
-    return {"check": f"accuracy = k/{n}", "printed": printed, "n": int(n), "verdict": verdict, "k": r["k"],
-            "exact": r["exact"], "gap": r["gap"], "candidates": r["candidates"], "detail": detail}
-
-
-def check_recall_specificity(recall: str, specificity: str, n_pos: int, n_neg: int,
-                             accuracy: str | None = None) -> dict:
-    """Do a printed recall and specificity (percent) come from integer counts, and do they imply
-    the printed accuracy?
-
-    Args:
-        recall, specificity: as printed, percent.
-        n_pos, n_neg: malignant and benign images (300 and 360 on the paper's test set).
-        accuracy: the printed accuracy, percent, or None.
-
-    Returns:
-        dict with ``check``, ``verdict`` (``"consistent"``: some integer ``tp``, ``tn`` round to
-        the printed recall and specificity and, when given, to the printed accuracy;
-        ``"inconsistent"`` otherwise), ``implied_accuracy`` (percent, from the printed values),
-        ``accuracy_min``/``accuracy_max`` over the fitting counts, ``n_candidates`` and ``detail``.
-    """
-    r = verdicts.accuracy_from_recall_specificity(recall, specificity, int(n_pos), int(n_neg), accuracy=accuracy)
-    cands = r["candidates"]
-    if not r["consistent"]:
-        verdict = "inconsistent"
-        detail = (f"no integer tp/{n_pos} rounds to recall {recall} or no tn/{n_neg} to specificity {specificity}")
-    elif accuracy is not None and not r["accuracy_consistent"]:
-        verdict = "inconsistent"
-        detail = (f"recall {recall} and specificity {specificity} give accuracies "
-                  f"{r['accuracy_min']:.4f}-{r['accuracy_max']:.4f} %, none rounds to the printed {accuracy}")
-    else:
-        verdict = "consistent"
-        fits = cands[cands["matches_accuracy"]] if accuracy is not None else cands
-        pairs = ", ".join(f"tp={a} tn={b}" for a, b in zip(fits["tp"].head(3), fits["tn"].head(3)))
-        detail = f"fits {pairs}" + (" ..." if len(fits) > 3 else "")
-    return {"check": f"recall & specificity -> accuracy (n_pos={n_pos}, n_neg={n_neg})", "verdict": verdict,
-            "implied_accuracy": r["implied_accuracy"], "accuracy_min": r["accuracy_min"],
-            "accuracy_max": r["accuracy_max"], "n_candidates": int(len(cands)), "detail": detail}
-
-
-def check_gain(gain: str, value: str, n: int) -> dict:
-    """Is a printed gain the difference between the printed accuracy and some achievable baseline?
-
-    Both readings are tried: percentage points, ``100 (k - k0) / n``, and relative percent,
-    ``100 (k - k0) / k0``, where ``k`` is any count that rounds to ``value`` and ``k0`` any
-    baseline count in ``0..n``.
-
-    Args:
-        gain: the gain as printed, percent (``"2.224"``).
-        value: the improved model's accuracy as printed, percent.
-        n: images both accuracies were measured on.
-
-    Returns:
-        dict with ``check``, ``verdict`` (``"consistent"`` when either reading fits; ``"not
-        checkable"`` when ``value`` itself is no k/n), ``points`` and ``relative`` (lists of
-        fitting baseline accuracies, percent) and ``detail``.
-    """
-    g = parse_number(gain)
-    dg = decimals_of(gain)
-    acc = verdicts.nearest_fraction(value, int(n))
-    base = {"check": f"gain over some k0/{n}", "printed": gain, "n": int(n)}
-    if not acc["consistent"]:
-        return {**base, "verdict": "not checkable", "points": [], "relative": [],
-                "detail": f"{value} is itself no k/{n}, so no baseline count can be tested"}
-    k0 = np.arange(int(n) + 1)
-    points, relative = [], []
-    for k in acc["candidates"]:
-        pp = 100.0 * (k - k0) / n
-        points += [100.0 * b / n for b in k0[_within(pp, g, dg)]]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(k0 > 0, 100.0 * (k - k0) / np.maximum(k0, 1), np.nan)
-        relative += [100.0 * b / n for b in k0[_within(rel, g, dg)]]
-    if points or relative:
-        parts = []
-        if points:
-            parts.append("as points from baseline " + ", ".join(f"{p:.3f} %" for p in points))
-        if relative:
-            parts.append("as relative gain from baseline " + ", ".join(f"{p:.3f} %" for p in relative))
-        verdict, detail = "consistent", "; ".join(parts)
-    else:
-        verdict = "inconsistent"
-        detail = (f"no baseline k0/{n} gives a gain of {gain} over {value} %, neither in percentage points "
-                  "nor relative (so it refers to another metric or other data, is a mean over runs, "
-                  "or is mis-printed)")
-    return {**base, "verdict": verdict, "points": points, "relative": relative, "detail": detail}
-
-
 def _count(d: dict, ref: str) -> int:
     return int(_claim_from(next(c for c in d["claims"] if c["id"] == ref), d["sources"]).number)
 
@@ -705,7 +731,8 @@ def arithmetic_checks(claims: dict | None = None) -> pd.DataFrame:
       the value and for every other version's printing of it;
     * each gain claim (``gain_of``): :func:`check_gain` against each count;
     * each row of Tables 2-4: :func:`check_accuracy` of its accuracy (n = n_pos + n_neg) and
-      :func:`check_recall_specificity` of its recall, specificity and accuracy.
+      :func:`check_recall_specificity` of its recall, specificity and accuracy (Table 4's
+      fractions are read as percent at their printed precision, ``"0.8015"`` -> ``"80.15"``).
 
     Returns:
         DataFrame with one row per check: ``subject`` (claim id, or ``"Table 2: <model>"``),
@@ -742,7 +769,9 @@ def arithmetic_checks(claims: dict | None = None) -> pd.DataFrame:
         if "accuracy" not in t.get("columns", []) or not t.get("n_pos"):
             continue
         n_pos, n_neg = _count(d, t["n_pos"]), _count(d, t["n_neg"])
-        for row in t["rows"]:
+        for raw in t["rows"]:
+            row = {k: (to_percent(v, t.get("unit", "%")) if k in t["columns"] and isinstance(v, str)
+                       and v.strip() not in _MISSING_CELLS else v) for k, v in raw.items()}
             subj = f"Table {key}: {row['model']}"
             acc = row.get("accuracy")
             if acc is None or str(acc).strip() in _MISSING_CELLS:
@@ -764,35 +793,75 @@ def arithmetic_checks(claims: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["subject", "check", "printed", "n", "verdict", "detail"])
 
 
+def table_consistency(n: int | str, claims: dict | None = None) -> pd.DataFrame:
+    """One verdict per row of the paper's Table ``n`` (2, 3 or 4):
+    :func:`skinlesion_utils.verdicts.row_consistency` on the set the table says it was measured
+    on (``n_pos``/``n_neg``) or, for a table with ``set_sizes`` (Table 4), on each set it could
+    have been measured on instead.
+
+    Returns:
+        the DataFrame of ``row_consistency`` with ``table`` and ``set`` (which set size the row
+        was tested against, e.g. ``"300 + 360"``) in front, indexed by row name.
+    """
+    d = _data(claims)
+    t = _table_entry(n, d)
+    rows = table(n, claims=d)
+    sizes = t.get("set_sizes") or {"test set": [t["n_pos"], t["n_neg"]]}
+    parts = []
+    for label, (pos, neg) in sizes.items():
+        n_pos, n_neg = _count(d, pos), _count(d, neg)
+        r = row_consistency(rows, n_pos, n_neg, unit=t.get("unit", "%"))
+        r.insert(0, "set", f"{label}: {n_pos} + {n_neg}")
+        r.insert(0, "table", str(n))
+        parts.append(r)
+    return pd.concat(parts)
+
+
 # =========================================================================== the paper's tables on a page
-def paper_table_or_note(n: int, claim_ids: Iterable[str] = (), claims: dict | None = None
-                        ) -> tuple[pd.DataFrame | None, str, pd.DataFrame]:
-    """The paper's Table ``n`` if it was transcribed, else a note saying it could not be
-    (chapters 02 and 06 show it beside their own results).
+def beside_ours(n: int | str, ours: pd.DataFrame, ids: Mapping[str, str] | None = None,
+                claims: dict | None = None) -> pd.DataFrame:
+    """The paper's Table ``n`` next to our measured rows, metric by metric (chapters 02, 06, 08).
 
     Args:
-        n: table number (2: baselines, 3: fusion ablation).
-        claim_ids: ids of related claims to list in any case (e.g. ``"headline.accuracy"``).
+        n: table number (2, 3 or 4).
+        ours: our results, indexed by our label, with ``<metric>`` and ``<metric>_low`` /
+            ``<metric>_high`` (95 % interval) as fractions for any of the table's columns (a
+            metric we did not measure is shown as ``"—"``).
+        ids: ``{our label: the table's model_id}`` where they differ (e.g. ``{"asff_text": "asff"}``).
         claims: an edited claims dict (:func:`load_claims`); default the packaged file.
 
     Returns:
-        ``(table or None, note, claims)``: the table as printed (strings, percent) when its status
-        is ``transcribed``/``partial``; a one-paragraph note on its status; and the claims that do
-        exist (``value`` as printed, ``unit``, ``what``, ``status``, ``version``, ``location``).
+        DataFrame indexed by the paper's row name (every row of the table, in its order):
+        ``ours`` (our label, ``"—"`` when we have no such row), then per metric ``<metric> paper``
+        (percent, as printed; Table 4's fractions converted with their precision) and
+        ``<metric> ours`` (percent, ``"86.9 [84.4, 89.5]"``), and ``paper in our CI`` (how many
+        of the metrics we measured have the paper's value, as a rounding interval, inside our
+        interval: ``"1 of 5"``). ``attrs``: ``title``, ``where``, ``unit`` of the paper's table.
     """
-    t = table(n, strict=False, claims=claims)
-    status = t.attrs.get("status", "unknown")
-    where = t.attrs.get("where", {})
-    if len(t):
-        note = (f"Table {n} of the paper ({t.attrs.get('title', '')}), status '{status}', as printed in "
-                f"{where.get('version', '')} {where.get('location', '')}.")
-        shown = t
-    else:
-        note = (f"Table {n} of the paper ({t.attrs.get('title', '')}) could not be transcribed: the paper's "
-                f"sections with its tables were not readable with the project's tools (status '{status}' in "
-                "skinlesion_utils/paper_claims.json). No number of it is shown or invented here; the claims "
-                "below are the ones the project could read, each with its source.")
-        shown = None
-    ct = claims_table(claims=claims)
-    ids = [c for c in claim_ids if c in ct.index]
-    return shown, note, ct.loc[ids, ["value", "unit", "what", "status", "version", "location"]]
+    d = _data(claims)
+    t = _table_entry(n, d)
+    paper_rows = table(n, claims=d)
+    unit = t.get("unit", "%")
+    by_id = {(ids or {}).get(label, label): label for label in ours.index}
+    out = []
+    for name, row in paper_rows.iterrows():
+        label = by_id.get(row["model_id"])
+        rec: dict[str, Any] = {"model": name, "ours": label if label is not None else "—"}
+        inside = measured = 0
+        for col in t["columns"]:
+            printed = to_percent(row[col], unit)
+            rec[f"{col} paper"] = printed
+            have = label is not None and all(c in ours.columns for c in (col, f"{col}_low", f"{col}_high"))
+            if not have or pd.isna(ours.loc[label, col]):
+                rec[f"{col} ours"] = "—"
+                continue
+            v, lo, hi = (100 * float(ours.loc[label, c]) for c in (col, f"{col}_low", f"{col}_high"))
+            rec[f"{col} ours"] = f"{v:.1f} [{lo:.1f}, {hi:.1f}]"
+            h = 0.5 * 10.0 ** (-decimals_of(printed))
+            measured += 1
+            inside += int(parse_number(printed) + h >= lo and parse_number(printed) - h <= hi)
+        rec["paper in our CI"] = f"{inside} of {measured}" if measured else "—"
+        out.append(rec)
+    df = pd.DataFrame(out).set_index("model")
+    df.attrs.update(title=t["title"], where=dict(t["where"]), unit=unit)
+    return df

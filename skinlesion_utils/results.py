@@ -5,6 +5,7 @@
   sees the old file or the new one, never half of one; a killed writer leaves only a
   ``.<name>.*.tmp`` file, which :func:`sweep_temporaries` removes. :func:`write_bytes`,
   :func:`write_text`, :func:`write_json` and :func:`write_csv` are the usual shapes of it.
+* :func:`exclusive_lock` — one writer per run folder: a ``flock`` that dies with its process.
 * :func:`results_root` / :func:`results_dir` — the one results root: ``$SKINLESION_RESULTS`` if
   set, else ``results/`` of the book found upwards from the working directory (``_toc.yml``),
   else ``./results``. A chapter's numbers live in ``<root>/<profile>/<chapter>/``.
@@ -23,6 +24,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -31,7 +33,13 @@ from typing import IO, Iterator
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 from . import __version__
+from .errors import FolderInUse
 from .profiles import profile as active, profile as get_profile
 from .profiles import PROFILES
 
@@ -114,6 +122,47 @@ def write_csv(path: str | os.PathLike, frame, *, index: bool = False) -> Path:
     with atomic_open(path, "w", newline="") as fh:
         frame.to_csv(fh, index=index)
     return Path(path)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, *, wait: bool = False) -> Iterator[Path]:
+    """Hold an exclusive lock on the file ``path`` (``fcntl.flock``) while the block runs.
+
+    With ``wait``, a lock another process holds is waited for (one line on stderr names it)
+    instead of refused.
+
+    The lock belongs to this process: it is released when the block ends or the process dies
+    (even by SIGKILL), so a stale lock file never blocks anyone. The file holds the holder's
+    pid, host and start time, which the refusal names. The file itself stays (deleting a lock
+    file races with a process opening it); it is never the thing written, only locked.
+
+    Raises:
+        errors.FolderInUse: another live process holds the lock (its pid is in the message).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # not POSIX: no lock (the package's runs are written by one process there)
+        yield path
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "pid unknown (starting)"
+            if not wait:
+                raise FolderInUse(
+                    f"{path.parent} is being written by another process ({holder}). Fix: wait for it to "
+                    f"finish or stop it, or use another folder."
+                ) from None
+            print(f"waiting for the process writing {path.parent} ({holder})", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        os.pwrite(fd, f"pid {os.getpid()} on {platform.node()} since {stamp}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)
 
 
 def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:

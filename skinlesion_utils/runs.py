@@ -17,13 +17,14 @@ Taught in chapter 04 (``chapters/04_training``); every chapter that needs a trai
 A run folder::
 
     <cache>/runs/<model>-<hash>/
+        .lock              held (flock) by the one process writing the folder; dies with it
         config.json        the RunConfig (written first)
-        last.pt, best.pt   checkpoints (train.fit)
+        last.pt, best.pt   checkpoints (train.fit; last.pt is each epoch's commit point)
         history.csv/.json  one row per epoch
         predictions.csv    id, y_true, y_score (P(malignant)) on the test split
         results.json       metrics.test.{accuracy, precision, recall, specificity, f1, roc_auc,
                            pr_auc, ...}, timing, resolved config, device, versions, git commit;
-                           written last: its presence marks the run finished.
+                           written last: with last.pt it marks the run finished.
 """
 from __future__ import annotations
 
@@ -41,14 +42,18 @@ import torch
 
 from . import __version__, paper
 from .data import ImageTensorStore, get_spec
+from .errors import ConfigError, RunError, RunNotFound
+from .fusion import FUSIONS
 from .metrics import classification_report
-from .models import build_model
+from .models import build_model, list_models
 from .profiles import PROFILES
 from .profiles import profile as get_profile
-from .results import device_name, git_commit, json_default, write_csv, write_text
+from .results import (device_name, exclusive_lock, git_commit, json_default, sweep_temporaries, write_csv,
+                      write_text)
 from .splits import stratified_subset, train_val_split
-from .checkpoints import load_checkpoint, make_model_spec, released_optimizer_state, save_checkpoint
-from .train import Recipe, fit, get_recipe, predict, seed_everything
+from .checkpoints import (load_checkpoint, make_model_spec, read_checkpoint, released_optimizer_state,
+                          save_checkpoint)
+from .train import RECIPES, Recipe, fit, get_recipe, predict, seed_everything
 
 RESULTS_FILE = "results.json"
 
@@ -64,6 +69,33 @@ def _freeze(value):
 
 def _manifest_hash(dataset: str) -> str:
     return get_spec(dataset).manifest_hash()[:16]
+
+
+def _check_settings(cfg) -> None:
+    """Refuse a :class:`RunConfig` that would train nothing or something else than asked.
+
+    The model name is checked where the model is built (``_build``, and ``from_profile``): a
+    custom architecture passed as ``model_fn`` has a name the registry does not know.
+    """
+    for name in ("epochs", "batch_size", "image_size"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1; found {value!r}. "
+                              f"Fix: pass {name}=1 or more.")
+    if not 0 < cfg.val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in (0, 1); found {cfg.val_fraction!r}. Fix: e.g. 0.15.")
+    if cfg.profile not in PROFILES:
+        raise ConfigError(f"Unknown profile {cfg.profile!r}. Fix: use one of {', '.join(sorted(PROFILES))}.")
+    if cfg.recipe not in RECIPES:
+        raise ConfigError(f"Unknown recipe {cfg.recipe!r}. Fix: use one of {', '.join(RECIPES)}.")
+    if cfg.lr is not None and not cfg.lr > 0:
+        raise ConfigError(f"lr must be > 0; found {cfg.lr!r}. Fix: pass a positive learning rate, or None.")
+    fusion = dict(cfg.model_kwargs or {}).get("fusion")
+    if fusion is not None and cfg.model == "asff_resnet50" and fusion not in FUSIONS:
+        raise ConfigError(f"Unknown fusion {fusion!r}. Fix: use one of {', '.join(FUSIONS)}.")
+    if fusion is not None and cfg.model in list_models() and cfg.model != "asff_resnet50":
+        raise ConfigError(f"{cfg.model} has no fusion (fusion={fusion!r} given). "
+                          "Fix: drop the fusion, or use the model asff_resnet50.")
 
 
 @dataclass(frozen=True)
@@ -109,6 +141,7 @@ class RunConfig:
     train_subset: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        _check_settings(self)
         object.__setattr__(self, "model_kwargs", _freeze(dict(self.model_kwargs or {})))
         if self.augment is not None:
             object.__setattr__(self, "augment", _freeze(dict(self.augment)))
@@ -123,6 +156,8 @@ class RunConfig:
     def from_profile(cls, model: str, model_kwargs: dict | None = None, *, profile=None, **overrides) -> "RunConfig":
         """A config with the profile's image_size, epochs, batch_size, recipe, pretrained and
         first seed; ``overrides`` change any field (e.g. ``epochs=3``)."""
+        if model not in list_models():
+            raise ConfigError(f"Unknown model {model!r}. Fix: use one of {', '.join(list_models())}.")
         prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
         base = dict(profile=prof.name, recipe=prof.recipe, epochs=prof.epochs, image_size=prof.image_size,
                     batch_size=prof.batch_size, seed=prof.seeds[0], pretrained=prof.pretrained)
@@ -159,9 +194,11 @@ class Run:
 
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir)
-        if not (self.dir / RESULTS_FILE).is_file():
-            raise FileNotFoundError(
-                f"{self.dir} holds no finished run (no {RESULTS_FILE}). Fix: train it with get_or_train(config)."
+        missing = [n for n in (RESULTS_FILE, "last.pt") if not (self.dir / n).is_file()]
+        if missing:
+            raise RunNotFound(
+                f"{self.dir} holds no finished run (no {' and no '.join(missing)}). "
+                "Fix: train it with get_or_train(config) (or `skinlesion train --out` this folder)."
             )
 
     def __repr__(self) -> str:
@@ -242,7 +279,8 @@ def get_or_train(
         :class:`Run`. Training uses ``train.fit`` with the profile's device; the final epoch's
         weights (``last.pt``) are evaluated once on the test split.
     """
-    return train_into(config, run_dir(config, cache_dir), resume=not retrain, progress=progress, model_fn=model_fn)
+    return train_into(config, run_dir(config, cache_dir), resume=not retrain, progress=progress, model_fn=model_fn,
+                      wait=True)
 
 
 def resolved_recipe(config: RunConfig) -> Recipe:
@@ -251,11 +289,19 @@ def resolved_recipe(config: RunConfig) -> Recipe:
     return get_recipe(config.recipe).for_model(config.model, paper.recipe_table())
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _finished_run(config: RunConfig, folder: Path) -> Run:
     run = Run(folder)
     if run.config != config:
-        raise RuntimeError(
-            f"{folder} holds a finished run of another config: {run.config} vs {config}. "
+        mine, theirs = config.to_dict(), run.config.to_dict()
+        diff = ", ".join(f"{k}: {_short(theirs.get(k))} there vs {_short(mine[k])} now"
+                         for k in mine if mine[k] != theirs.get(k))
+        raise RunError(
+            f"{folder} holds a finished run of another config ({diff}). "
             f"Fix: use another folder, or delete {folder} and train again."
         )
     return run
@@ -298,6 +344,14 @@ def _results_record(config, spec, stores, report, last_val, result, timing) -> d
     }
 
 
+LOCK_FILE = ".lock"
+
+
+def _is_finished(folder: Path) -> bool:
+    """A run is finished when ``results.json`` (written last) AND its weights ``last.pt`` exist."""
+    return (folder / RESULTS_FILE).is_file() and (folder / "last.pt").is_file()
+
+
 def train_into(
     config: RunConfig,
     folder: str | Path,
@@ -305,23 +359,52 @@ def train_into(
     resume: bool = True,
     progress: bool = True,
     model_fn: Callable[[RunConfig], torch.nn.Module] | None = None,
+    wait: bool = False,
 ) -> Run:
     """Train ``config`` into ``folder`` (the command line's ``train --out``; :func:`get_or_train`
     uses the cache folder). A finished run there is returned as is; with ``resume`` a
     half-finished one continues from ``last.pt``, without it the folder's run starts over.
 
-    Steps: write ``config.json``; build the stores; seed and build the model; ``train.fit``
-    (resuming); predict the test split with the final weights; write ``predictions.csv``, then
-    ``results.json`` (last: it marks the run finished).
+    One writer per folder: the process holds ``folder/.lock`` (``results.exclusive_lock``, gone
+    with the process) while it trains; a second writer is refused, naming the first, or with
+    ``wait`` (:func:`get_or_train`: two chapters asking for one run) waits for it and then
+    loads the run it finished. Steps:
+    lock; sweep the temporaries of killed writers; write ``config.json``; build the stores; seed
+    and build the model; ``train.fit`` (resuming; it checks the checkpoint set); predict the
+    test split with the final weights; write ``predictions.csv``, then ``results.json`` (last:
+    with ``last.pt`` it marks the run finished). A run that fails before its first checkpoint
+    leaves no folder behind (or only what was there).
 
     Raises:
-        RuntimeError: ``folder`` holds a finished run of another config.
+        RunError: ``folder`` is a file, holds a finished run of another config, or another
+            process is writing it (``FolderInUse``).
     """
     folder = Path(folder)
-    if (folder / RESULTS_FILE).is_file() and resume:
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"The run folder {folder} is a file. Fix: pass a folder path (new or a run's) to --out / folder.")
+    if resume and _is_finished(folder):
         return _finished_run(config, folder)
-    if not resume:
-        for name in (RESULTS_FILE, "last.pt", "best.pt"):
+    created = not folder.exists()
+    with exclusive_lock(folder / LOCK_FILE, wait=wait):
+        if resume and _is_finished(folder):  # finished by the writer we waited for
+            return _finished_run(config, folder)
+        sweep_temporaries(folder)
+        try:
+            return _train_locked(config, folder, resume=resume, progress=progress, model_fn=model_fn)
+        except BaseException:
+            if created and not (folder / "last.pt").exists():  # nothing worth keeping was written
+                for name in ("config.json", "history.csv", "history.json", LOCK_FILE):
+                    (folder / name).unlink(missing_ok=True)
+            raise
+        finally:
+            if created and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _train_locked(config: RunConfig, folder: Path, *, resume: bool, progress: bool, model_fn) -> Run:
+    """The body of :func:`train_into`, run while this process holds the folder's lock."""
+    if not resume or not (folder / "last.pt").is_file():  # a results.json without weights is stale
+        for name in (RESULTS_FILE, "predictions.csv") + (() if resume else ("last.pt", "best.pt")):
             (folder / name).unlink(missing_ok=True)
     write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
 
@@ -333,7 +416,7 @@ def train_into(
     spec = make_model_spec(config.model, config.kwargs, image_size=config.image_size)
     already = 0
     if (folder / "last.pt").is_file():
-        already = int(torch.load(folder / "last.pt", weights_only=True, map_location="cpu")["epoch"])
+        already = int(read_checkpoint(folder / "last.pt")["epoch"])
     result = fit(
         model, train_store, val_store, recipe=resolved_recipe(config), epochs=config.epochs,
         batch_size=config.batch_size, seed=config.seed, out_dir=folder, resume=True, device=prof.device,
@@ -476,7 +559,7 @@ def train_all(configs: dict, cache_dir=None, progress: bool = False, model_fn: C
     """
     out = {}
     for label, cfg in configs.items():
-        cached = (run_dir(cfg, cache_dir) / RESULTS_FILE).is_file()
+        cached = _is_finished(run_dir(cfg, cache_dir))
         out[label] = get_or_train(cfg, cache_dir=cache_dir, progress=progress, model_fn=model_fn)
         gc.collect()  # free the previous model's weights and optimizer state before the next one
         if verbose:

@@ -1,9 +1,15 @@
 """Fixtures shared by several test modules."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from skinlesion_utils.models import build_model
+# The tests are written against the `ci` profile. Unset, a machine with a CUDA GPU would pick
+# `full` (profiles.profile_choice); tests of that rule unset the variable themselves.
+os.environ.setdefault("SKINLESION_PROFILE", "ci")
+
+from skinlesion_utils.models import build_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

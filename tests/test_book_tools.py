@@ -94,8 +94,9 @@ def test_colab_url_comes_from_config():
     )
 
 
-def test_chapter_header_reports_profile_and_device(monkeypatch, capsys):
+def test_chapter_header_reports_profile_and_device(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("SKINLESION_PROFILE", "ci")
+    monkeypatch.setenv("SKINLESION_RESULTS", str(tmp_path))  # the footer writes timing.json there
     ch = start_chapter("99_test")
     out = capsys.readouterr().out
     assert "profile 'ci'" in out and "device cpu" in out

@@ -261,7 +261,7 @@ def test_store_from_dataset_decodes_once_and_caches(isolated_cache):
     assert store.class_counts() == {"benign": 360, "malignant": 300}
     assert store.ids[0].startswith("test/") and all(i.endswith(".jpg") for i in store.ids)
     assert all(int(lab) == ("malignant" in i) for i, lab in zip(store.ids, store.labels))
-    cached = list((isolated_cache / "tensors").glob("isic_balanced-test-*-32-squash.pt"))
+    cached = list((isolated_cache / "tensors").glob(f"isic_balanced-test-*-32-squash-{data.DECODE_METHOD}.pt"))
     assert len(cached) == 1
     again = data.ImageTensorStore.from_dataset("isic_balanced", "test", resolution=32, progress=False)
     assert torch.equal(again.images, store.images) and again.ids == store.ids

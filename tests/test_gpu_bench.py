@@ -41,7 +41,9 @@ def test_tiny_gpu_bench_end_to_end(tmp_path):
     for blob in (bench_json, ref):
         assert {"device", "date", "commit"} <= set(blob["provenance"])
     modes = {(r["model"], r["mode"]) for r in bench_json["throughput"]}
-    assert ("ASFF-ResNet50", "bf16_channels_last") in modes and ("ResNet-50", "fp32") in modes
+    # the modes of this device's precision rule (train.amp_for_device), nothing else
+    assert modes == {(label, m) for label in ("ResNet-50", "ASFF-ResNet50") for m in bench.modes_for("cpu", compile=False)}
+    assert bench_json["training_mode"] == ref["setup"]["mode"] == bench.best_mode("cpu")
     assert all(r["images_per_second"] > 0 for r in bench_json["throughput"])
     assert set(ref["results"]) == {"ResNet-50", "ASFF-ResNet50"}
     assert 0 <= ref["results"]["ASFF-ResNet50"]["metrics"]["accuracy"] <= 1

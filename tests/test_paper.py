@@ -5,10 +5,12 @@ outcome is computed independently (brute force over integer counts, the data man
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import math
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -60,8 +62,9 @@ def test_every_claim_has_provenance_and_its_float_is_its_string(entry):
         assert c.where.quote.strip(), f"{c.id}: a claim we read must quote its passage"
     if c.status == "paper":
         assert c.where.url.startswith("https://arxiv.org/html/2510.03876")
-        # the printed value occurs in the quoted sentence (3,297 / 93.182 / 0.9670 ...)
-        assert c.value in c.where.quote
+        # the printed value occurs in the quoted sentence (3,297 / 93.182 / 0.9670 / "eleven" ...)
+        assert (c.printed or c.value) in c.where.quote
+        assert all((c.printed or c.value) in w.quote and w.location.strip() for w in c.also_in)
     for printed in c.versions.values():
         P.parse_number(printed)
     if c.where.version in c.versions:
@@ -79,11 +82,16 @@ def test_validator_names_each_broken_entry():
     bad["claims"][3]["where"]["quote"] = ""
     bad["tables"]["2"]["rows"] = [{"model": "ResNet-50", "model_id": "resnet50", "accuracy": "9x.1",
                                    "precision": "1", "recall": "1", "specificity": "1", "f1": "1"}]
+    bad["tables"]["2"]["status"] = "not_transcribed"
+    bad["tables"]["4"]["unit"] = "per mille"
+    bad["claims"][4]["where"]["quote"] = "a sentence without the number"
+    bad["settings"][0]["value"] = "9.99.9"
     problems = P.validate_claims(bad)
     text = "\n".join(problems)
-    for c in bad["claims"][:4]:
+    for c in bad["claims"][:5]:
         assert c["id"] in text
     assert "tables['2']" in text and "9x.1" in text and "not_transcribed" in text
+    assert "per mille" in text and bad["settings"][0]["id"] in text and "does not occur in its quote" in text
 
 
 def test_load_refuses_a_broken_file(tmp_path):
@@ -150,7 +158,9 @@ def test_count_claims_match_the_released_data(dataset, prefix):
 def test_table_model_ids_are_build_model_names():
     from skinlesion_utils.models import list_models
 
-    assert RAW["tables"]["2"]["expected_models"] == list_models()
+    assert RAW["tables"]["1"]["expected_models"] == list_models()
+    # Table 2 prints the eleven baselines only: ASFF-ResNet50's numbers are in Table 3
+    assert RAW["tables"]["2"]["expected_models"] == [m for m in list_models() if m != "asff_resnet50"]
     assert set(RAW["tables"]["4"]["expected_models"]) <= set(list_models())
     assert set(RAW["code_settings"]["scripts"]) - {"efficientnet", "vit"} <= set(list_models())
     assert set(RAW["code_settings"]["no_script"]) <= set(list_models())
@@ -160,26 +170,23 @@ def test_table_model_ids_are_build_model_names():
 @pytest.mark.parametrize("n", ["2", "3", "4"])
 def test_transcribed_tables_cover_their_models(n):
     t = RAW["tables"][n]
-    if not t["rows"]:
-        pytest.skip(f"Table {n} is not transcribed yet (status {t['status']!r}); see paper_claims.json coverage")
+    assert t["status"] == "transcribed" and t["rows"], f"Table {n} must be transcribed"
     df = P.table(n)
     assert list(df.columns) == ["model_id", *t["columns"]]
-    if t["status"] == "transcribed":
-        assert set(t["expected_models"]) <= set(df["model_id"].dropna()), "rows missing for some models"
+    assert set(t["expected_models"]) == set(df["model_id"].dropna()), "rows missing for some models"
 
 
 @pytest.mark.parametrize("n", sorted(RAW["tables"]))
-def test_table_empty_or_not(n):
+def test_table_numeric_and_the_not_transcribed_path(n):
     t = RAW["tables"][n]
-    if t["rows"]:
-        df = P.table(n, numeric=True)
-        assert len(df) == len(t["rows"])
-        return
+    df = P.table(n, numeric=True)
+    assert len(df) == len(t["rows"]) > 0
+    empty = copy.deepcopy(RAW)
+    empty["tables"][n].update(rows=[], status="not_transcribed")
     with pytest.raises(P.ClaimsNotTranscribed, match=rf"Table {n} .*strict=False"):
-        P.table(n)
-    df = P.table(n, strict=False)
-    assert df.empty and list(df.columns) == ["model_id", *t["columns"]]
-    assert df.attrs["status"] == t["status"]
+        P.table(n, claims=empty)
+    e = P.table(n, strict=False, claims=empty)
+    assert e.empty and list(e.columns) == ["model_id", *t["columns"]]
 
 
 def _row_from_counts(model, model_id, tp, tn, n_pos, n_neg, decimals=2):
@@ -276,38 +283,65 @@ def test_check_gain_finds_both_readings():
 
 
 # ----------------------------------------------------------------------------- recipe
-def test_paper_recipe_for_every_model_is_usable_by_the_training_engine():
+def test_both_recipes_for_every_model_are_usable_by_the_training_engine():
     from skinlesion_utils.augment import as_augment
     from skinlesion_utils.models import list_models
 
     shared = RAW["code_settings"]["shared"]
-    table = P.recipe_table()
-    assert list(table) == list_models()
-    for name in list_models():
-        r = P.paper_recipe(name)
-        assert r == table[name]
-        assert r["optimizer"] in ("adam", "adamw", "sgd")
-        assert isinstance(r["batch_size"], int) and isinstance(r["epochs"], int) and r["lr"] > 0
-        as_augment(r["augmentation"])  # a valid AugmentConfig
-        assert set(r["sources"]) >= {"optimizer", "lr", "batch_size", "epochs", "augmentation"}
-        script = RAW["code_settings"]["scripts"].get(name)
-        if script is None:
-            assert r["script"] is None and "no released script" in r["sources"]["script"]
-            assert r["lr"] == P.parse_number(shared["lr"]) and r["epochs"] == int(shared["epochs"])
-        else:
-            assert r["script"] == script["file"] and script["file"] in r["sources"]["lr"]
+    t1 = {r["model_id"]: r for r in RAW["tables"]["1"]["rows"]}
+    for recipe in ("paper", "released_code"):
+        table = P.recipe_table(recipe=recipe)
+        assert list(table) == list_models()
+        for name in list_models():
+            r = table[name]
+            assert r["optimizer"] in ("adam", "adamw", "sgd") and r["lr"] > 0
+            assert isinstance(r["batch_size"], int) and isinstance(r["epochs"], int)
+            as_augment(r["augmentation"])  # a valid AugmentConfig
+            assert set(r["sources"]) >= {"optimizer", "lr", "batch_size", "epochs", "augmentation"}
+            if recipe == "paper":  # Table 1 per model, as printed
+                assert r == P.paper_recipe(name)
+                assert r["optimizer"] == t1[name]["optimizer"].lower()
+                assert r["lr"] == P.parse_number(t1[name]["learning_rate"])
+                assert "Table 1" in r["sources"]["lr"] and "not printed in the paper" in r["sources"]["batch_size"]
+                assert r["epochs"] == P.claim("paper.epochs").number and "3.1" in r["sources"]["epochs"]
+            else:  # the released scripts: one shared setting unless the script overrides it
+                assert r == P.released_code_recipe(name)
+                script = RAW["code_settings"]["scripts"].get(name)
+                assert r["lr"] == P.parse_number((script or {}).get("lr", shared["lr"]))
+                assert r["optimizer"] == (script or {}).get("optimizer", shared["optimizer"])
+                assert r["validation"] == shared["validation_data"]
+                if script is None:
+                    assert r["script"] is None and "no released script" in r["sources"]["script"]
+                else:
+                    assert r["script"] == script["file"]
+    with pytest.raises(ValueError, match="released_code"):
+        P.recipe_table(recipe="keras")
+
+
+def test_recipe_comparison_names_what_differs():
+    df = P.recipe_comparison()
+    t1 = {r["model_id"]: r for r in RAW["tables"]["1"]["rows"]}
+    for name, row in df.iterrows():
+        expect = [k for k, a, b in (("optimizer", t1[name]["optimizer"].lower(), row["code_optimizer"]),
+                                    ("lr", P.parse_number(t1[name]["learning_rate"]), row["code_lr"])) if a != b]
+        assert row["differs"].split(", ")[:len(expect)] == expect or row["differs"] == ", ".join(expect)
+    # the headline comparison: ResNet-50 and ASFF-ResNet50 train differently in the paper
+    assert (df.loc["resnet50", "paper_optimizer"], df.loc["resnet50", "paper_lr"]) != \
+        (df.loc["asff_resnet50", "paper_optimizer"], df.loc["asff_resnet50", "paper_lr"])
 
 
 def test_paper_recipe_prefers_table1_and_rejects_unknown_models():
     d = _claims()
     d["tables"]["1"]["rows"] = [{"model": "AlexNet", "model_id": "alexnet", "optimizer": "SGD",
-                                 "learning_rate": "0.01", "batch_size": "64", "epochs": "-"}]
+                                 "learning_rate": "0.01", "batch_size": "64"}]
     d["tables"]["1"]["status"] = "partial"
     assert P.validate_claims(d) == []
     r = P.paper_recipe("alexnet", claims=d)
     assert (r["optimizer"], r["lr"], r["batch_size"]) == ("sgd", 0.01, 64)
     assert "Table 1" in r["sources"]["lr"] and "Table 1" not in r["sources"]["epochs"]
-    assert r["epochs"] == int(RAW["code_settings"]["shared"]["epochs"])
+    # a model without a Table 1 row keeps the released code's optimizer and learning rate, and says so
+    v = P.paper_recipe("vgg16", claims=d)
+    assert v["lr"] == P.released_code_recipe("vgg16")["lr"] and "no Table 1 row" in v["sources"]["lr"]
     with pytest.raises(ValueError, match="asff_resnet50"):
         P.paper_recipe("resnet-50")
 
@@ -326,19 +360,139 @@ def test_text_vs_code_entries_have_both_sides():
     assert isinstance(P.text_vs_code(kind="data"), pd.DataFrame)
 
 
-def test_paper_table_or_note_never_invents_a_table():
-    table, note, claims = P.paper_table_or_note(2, ["headline.accuracy", "no.such.claim"])
-    status = P.load_claims()["tables"]["2"]["status"]
-    if status == "not_transcribed":
-        assert table is None and "could not be transcribed" in note
-    assert list(claims.index) == ["headline.accuracy"]
-    assert claims.loc["headline.accuracy", "value"] == P.claim("headline.accuracy").value
-    # an edited copy with one transcribed row is shown as printed
-    d = copy.deepcopy(P.load_claims())
-    t = d["tables"]["3"]
-    t["status"] = "partial"
-    t["rows"] = [{"model": "ResNet-50 (no fusion)", "model_id": "none",
-                  **{c: "90.00" for c in t["columns"]}}]
-    table, note, _ = P.paper_table_or_note(3, claims=d)
-    assert table is not None and table.loc["ResNet-50 (no fusion)", "accuracy"] == "90.00"
-    assert "status 'partial'" in note
+# ----------------------------------------------------------------------------- against the paper itself
+SHARED_PAPER = Path(__file__).parents[2] / "shared" / "paper"
+needs_paper = pytest.mark.skipif(not SHARED_PAPER.is_dir(),
+                                 reason=f"the paper's transcription folder {SHARED_PAPER} is absent (it ships beside "
+                                        "the repository in CI)")
+
+
+@needs_paper
+def test_tables_2_to_4_equal_the_transcribed_csv_cell_by_cell():
+    with open(SHARED_PAPER / "tables.csv", newline="", encoding="utf-8") as fh:
+        csv_rows = list(csv.DictReader(fh))
+    for n in ("2", "3", "4"):
+        want = [r for r in csv_rows if r["table"] == n]
+        got = RAW["tables"][n]["rows"]
+        assert [r["row"] for r in want] == [r["model"] for r in got], f"Table {n}: rows or their order differ"
+        for w, g in zip(want, got):
+            for col in RAW["tables"][n]["columns"]:
+                assert g[col] == w[col], f"Table {n}, row {w['row']!r}, {col}: JSON {g[col]!r} vs CSV {w[col]!r}"
+
+
+@needs_paper
+def test_table_1_equals_the_transcribed_csv_cell_by_cell():
+    with open(SHARED_PAPER / "table1_hyperparameters.csv", newline="", encoding="utf-8") as fh:
+        want = list(csv.DictReader(fh))
+    got = RAW["tables"]["1"]["rows"]
+    assert [w["model"] for w in want] == [g["model"] for g in got]
+    for w, g in zip(want, got):
+        assert (g["learning_rate"], g["optimizer"]) == (w["learning_rate"], w["optimizer"]), w["model"]
+
+
+@needs_paper
+def test_every_table_row_and_quote_occurs_in_the_paper_text():
+    text = (SHARED_PAPER / "arxiv-2510.03876v2.txt").read_text(encoding="utf-8")
+    lines = set(text.splitlines())
+    for n in ("2", "3", "4"):
+        t = RAW["tables"][n]
+        for r in t["rows"]:
+            assert " ".join([r["model"], *(r[c] for c in t["columns"])]) in lines, (n, r["model"])
+    # Table 1 is printed as two blocks of three lines: Model / LR / Optimizer
+    rows = RAW["tables"]["1"]["rows"]
+    for block in (rows[:6], rows[6:]):
+        assert "Model " + " ".join(r["model"] for r in block) in lines
+        assert "LR " + " ".join(r["learning_rate"] for r in block) in lines
+        assert "Optimizer " + " ".join(r["optimizer"] for r in block) in lines
+    for c in RAW["claims"] + RAW["settings"]:
+        if c["status"] == "paper" and c["where"]["source"] == "paper_v2":
+            for place in [c["where"], *c.get("also_in", [])]:
+                assert place["quote"] in text, (c["id"], place["quote"])
+    for e in RAW["text_vs_code"]:
+        if e["text"].get("source") == "paper_v2" and e["text"].get("quote"):
+            assert e["text"]["quote"] in text, e["id"]
+
+
+def test_nothing_is_left_not_transcribed_and_coverage_says_what_was_read():
+    assert all(t["status"] == "transcribed" for t in RAW["tables"].values())
+    assert all(c["status"] != "project" for c in RAW["claims"]), "every claim the project cited is now read"
+    read = " ".join(RAW["coverage"]["read"])
+    assert "sections 1-4" in read and "Tables 1-4" in read
+    assert not any("Tables 1-4" in s and "not readable" in s for s in RAW["coverage"]["not_read"])
+    # the numbers of the conclusion, the data description and the abstract are all claims
+    values = {(c.get("printed") or c["value"]) for c in RAW["claims"]}
+    assert {"93.182", "2.224", "0.9670", "0.9717", "80.15", "3.63", "3,297", "1,800", "1,497", "4:1", "500",
+            "1800", "1497", "eleven", "98.37", "0.80", "19", "11"} <= values
+    assert {s["value"] for s in RAW["settings"]} >= {"3.10.13", "2.9.0", "Intel Core i9-9900K"}
+    assert P.setting("software.tensorflow")["value"] == "2.9.0"
+    st = P.settings_table()
+    assert list(st.index) == [s["id"] for s in RAW["settings"]]
+    with pytest.raises(KeyError, match="software.python"):
+        P.setting("software.pyton")
+
+
+def test_gains_are_differences_of_the_printed_table_cells():
+    t3, t4 = P.table(3, numeric=True), P.table(4, numeric=True)
+    base, asff = (t3.set_index("model_id").loc[k, "accuracy"] for k in ("none", "asff"))
+    assert round(asff - base, 3) == P.claim("gain.accuracy_over_resnet50").number
+    e = t4.set_index("model_id")["accuracy"]
+    assert round(100 * (e["asff_resnet50"] - e["resnet50"]), 2) == P.claim("gain.external_over_resnet50").number
+    assert round(100 * e["asff_resnet50"], 2) == P.claim("external.accuracy").number
+
+
+def _brute_force_matrix(row: dict, n_pos: int, n_neg: int, scale: float) -> bool:
+    """Independent reference: some integer (tp, tn) whose five metrics round to the printed cells."""
+    fits = lambda exact, s: _rounds_to(Decimal(repr(exact * scale)), s)  # noqa: E731
+    for tp in range(n_pos + 1):
+        if not fits(tp / n_pos, row["recall"]):
+            continue
+        for tn in range(n_neg + 1):
+            fp = n_neg - tn
+            if (fits(tn / n_neg, row["specificity"]) and fits((tp + tn) / (n_pos + n_neg), row["accuracy"])
+                    and tp + fp > 0 and fits(tp / (tp + fp), row["precision"])
+                    and fits(2 * tp / (2 * tp + fp + n_pos - tp), row["f1"])):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("n", ["2", "3", "4"])
+def test_table_consistency_agrees_with_a_brute_force_over_confusion_matrices(n):
+    t = RAW["tables"][n]
+    df = P.table_consistency(n)
+    assert set(df["verdict"]) <= set(P.ARITHMETIC_VERDICTS)
+    sizes = t.get("set_sizes") or {"test set": [t["n_pos"], t["n_neg"]]}
+    assert len(df) == len(t["rows"]) * len(sizes)
+    scale = 100.0 if t.get("unit", "%") == "%" else 1.0
+    for label, (pos, neg) in sizes.items():
+        n_pos, n_neg = int(P.claim(pos).number), int(P.claim(neg).number)
+        part = df[df["set"].str.startswith(label)]
+        for r in t["rows"]:
+            expect = _brute_force_matrix(r, n_pos, n_neg, scale)
+            got = part.loc[r["model"], "verdict"]
+            # "consistent" needs one matrix for all five cells and every derived check
+            assert (got == "consistent") <= expect, (label, r["model"])
+            assert (part.loc[r["model"], "one_matrix"] != "none") == expect, (label, r["model"])
+            equal = len({r["recall"], r["specificity"], r["accuracy"]}) == 1
+            assert bool(part.loc[r["model"], "r_eq_s_eq_acc"]) == equal
+
+
+def test_beside_ours_puts_our_intervals_next_to_the_printed_cells():
+    t3 = P.table(3)
+    cols = RAW["tables"]["3"]["columns"]
+    printed = P.parse_number(t3.iloc[0]["accuracy"]) / 100
+    ours = pd.DataFrame({**{c: [printed] for c in cols}, **{f"{c}_low": [printed - 0.01] for c in cols},
+                         **{f"{c}_high": [printed + 0.01] for c in cols}}, index=["none"])
+    ours.loc["asff_text"] = [0.5] * len(ours.columns)
+    side = P.beside_ours(3, ours, ids={"asff_text": "asff"})
+    assert list(side.index) == list(t3.index)
+    first = side.iloc[0]
+    assert first["ours"] == "none" and first["accuracy paper"] == t3.iloc[0]["accuracy"]
+    assert first["accuracy ours"] == f"{100 * printed:.1f} [{100 * printed - 1:.1f}, {100 * printed + 1:.1f}]"
+    inside = sum(abs(P.parse_number(t3.iloc[0][c]) - 100 * printed) <= 1 + 5e-4 for c in cols)
+    assert first["paper in our CI"] == f"{inside} of {len(cols)}"
+    asff_row = side[side["ours"] == "asff_text"].iloc[0]
+    assert asff_row["paper in our CI"] == f"0 of {len(cols)}"
+    assert (side[~side["ours"].isin(["none", "asff_text"])]["accuracy ours"] == "—").all()
+    # Table 4 prints fractions: shown in percent at the printed precision
+    side4 = P.beside_ours(4, pd.DataFrame(index=["x"]))
+    assert side4.loc["ResNet-50", "accuracy paper"] == "76.52" and side4["paper in our CI"].eq("—").all()

@@ -44,7 +44,7 @@ def test_baseline_config_uses_the_bench_budget_of_the_profile():
     full = runs.baseline_config("resnet50", profile="full")
     assert full.image_size == profile("full").bench_image_size and full.pretrained is True
     table = runs.settings_table({"vgg16": cfg, "vgg16 (paper)": paper_cfg})
-    assert table.loc["vgg16", "optimizer"] == "adamw" and table.loc["vgg16 (paper)", "optimizer"] == "adam"
+    assert table.loc["vgg16", "optimizer"] == "adamw" and table.loc["vgg16 (paper)", "optimizer"] == "sgd"  # Table 1: VGG-16, SGD 1e-4
     assert table.loc["vgg16", "train_images"] == P.bench_train_images == len(cfg.train_subset)
     assert cfg.train_subset == tuple(splits.stratified_subset("isic_balanced", "train", P.bench_train_images))
     assert full.train_subset is None and profile("full").bench_train_images is None

@@ -119,14 +119,24 @@ def test_augment_identity_and_errors():
 # ------------------------------------------------------------------------ recipes, split
 
 
-def test_recipes_paper_and_fast():
+def test_recipes_paper_released_code_and_fast():
+    from skinlesion_utils import paper as paper_module
+
     paper = T.RECIPES["paper"]
-    assert (paper.optimizer, paper.lr, paper.batch_size, paper.epochs, paper.schedule) == ("adam", 1e-5, 32, 500, "constant")
-    assert paper.augment == AugmentConfig(hflip=0.5, vflip=0.0, shift=0.1)
+    assert paper.per_model and (paper.epochs, paper.schedule) == (500, "constant")
+    # the fallback for a model Table 1 does not list is ASFF ResNet-50's row
+    asff = paper_module.paper_recipe("asff_resnet50")
+    assert (paper.optimizer, paper.lr) == (asff["optimizer"], asff["lr"])
+    released = T.RECIPES["released_code"]
+    code = paper_module.released_code_recipe("asff_resnet50")
+    assert not released.per_model
+    assert (released.optimizer, released.lr, released.batch_size, released.epochs, released.schedule) == \
+        (code["optimizer"], code["lr"], code["batch_size"], code["epochs"], code["schedule"]) == ("adam", 1e-5, 32, 500, "constant")
+    assert released.augment == paper.augment == AugmentConfig(**code["augmentation"])
     fast = T.RECIPES["fast"]
     assert fast.schedule == "onecycle" and fast.label_smoothing > 0
     m = _tiny()
-    opt = T.make_optimizer(m, paper)
+    opt = T.make_optimizer(m, released)
     assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 1e-5
     sched = T.make_scheduler(opt, paper, 10)
     for _ in range(5):
@@ -146,9 +156,13 @@ def test_paper_recipe_takes_each_models_optimizer_and_lr_from_the_paper_recipes(
     def resolved(name):  # what a run of that model trains with
         return runs.resolved_recipe(runs.RunConfig(model=name, recipe="paper"))
 
-    for name in ("alexnet", "resnet50", "asff_resnet50"):
+    t1 = {r["model_id"]: r for r in paper_module.load_claims()["tables"]["1"]["rows"]}
+    for name in ("alexnet", "resnet50", "asff_resnet50", "lenet5"):
         r = resolved(name)
         assert (r.optimizer, r.lr) == (table[name]["optimizer"], table[name]["lr"])
+        assert (r.optimizer, r.lr) == (t1[name]["optimizer"].lower(), float(t1[name]["learning_rate"]))
+        code = runs.resolved_recipe(runs.RunConfig(model=name, recipe="released_code"))
+        assert (code.optimizer, code.lr) == ("adam", 1e-5)
     # a per-model entry (e.g. once Table 1 is transcribed) changes that model only
     edited = {k: dict(v) for k, v in table.items()}
     edited["alexnet"].update(optimizer="SGD", lr=0.01)
@@ -204,6 +218,61 @@ def test_resolve_amp():
     assert T.resolve_amp("auto", cpu) is (torch.bfloat16 if T.cpu_has_native_bf16() else None)
     with pytest.raises(ValueError):
         T.resolve_amp("fp8", cpu)
+
+
+def _fake_gpus(monkeypatch, capabilities: dict[int, tuple[int, int]]):
+    """Pretend CUDA GPUs with these compute capabilities exist (by index); bf16 "supported"
+    everywhere, as torch answers on a T4, where it is only emulated."""
+    def capability(device=None):
+        index = torch.device(device).index if device is not None else 0
+        return capabilities[0 if index is None else index]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+
+
+@pytest.mark.parametrize("capability, expected", [
+    ((7, 5), torch.float16),   # T4: bf16 would be emulated → fp16 + GradScaler
+    ((7, 0), torch.float16),   # V100
+    ((8, 0), torch.bfloat16),  # A100
+    ((8, 9), torch.bfloat16),  # L4
+    ((9, 0), torch.bfloat16),  # H100 / H200
+    ((6, 0), None),            # P100: no tensor cores → fp32
+])
+def test_auto_precision_follows_the_gpus_compute_capability(monkeypatch, capability, expected):
+    _fake_gpus(monkeypatch, {0: capability})
+    assert T.amp_for_device("cuda") is expected
+    assert T.resolve_amp("auto", torch.device("cuda")) is expected
+    assert T.resolve_amp("off", torch.device("cuda")) is None
+
+
+def test_auto_precision_asks_the_capability_of_that_device(monkeypatch):
+    _fake_gpus(monkeypatch, {0: (9, 0), 1: (7, 5)})
+    assert T.resolve_amp("auto", torch.device("cuda:0")) is torch.bfloat16
+    assert T.resolve_amp("auto", torch.device("cuda:1")) is torch.float16
+    assert T.precision_name(T.amp_for_device("cuda:1")) == "fp16"
+
+
+def test_fp16_training_uses_the_gradient_scaler_and_learns_on_cpu(tmp_path):
+    """The T4's path (fp16 autocast + GradScaler), run on the CPU: torch's CPU autocast supports
+    float16 and ``GradScaler("cpu")``, so the same code path trains here."""
+    store = _random_store(128)
+    tr, va = splits.train_val_split(store, 0.25)
+    kw = dict(recipe="fast", epochs=4, batch_size=16, lr=5e-3, progress=False, device="cpu",
+              model_spec=checkpoints.make_model_spec("tiny_cnn"))
+    res = T.fit(_tiny(0), tr, va, amp="fp16", out_dir=tmp_path / "fp16", **kw)
+    assert res.amp == "fp16"
+    h = res.history
+    assert np.isfinite(h[["train_loss", "val_loss"]].to_numpy()).all()
+    assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+    scaler = checkpoints.read_checkpoint(tmp_path / "fp16" / "last.pt")["scaler"]
+    assert 0 < scaler["scale"] < float("inf")  # an enabled scaler saves its scale
+    for p in torch.load(tmp_path / "fp16" / "last.pt", weights_only=True)["model"].values():
+        assert torch.isfinite(p.float()).all()
+    res32 = T.fit(_tiny(0), tr, va, amp="off", out_dir=tmp_path / "fp32", **kw)
+    assert res32.amp == "fp32"
+    assert checkpoints.read_checkpoint(tmp_path / "fp32" / "last.pt")["scaler"] == {}  # disabled: nothing
 
 
 # --------------------------------------------------------------------------------- fit

@@ -6,6 +6,7 @@ import math
 from itertools import product
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from skinlesion_utils import verdicts as V
@@ -123,3 +124,77 @@ def test_floors_table_marks_each_check():
     t = V.floors_table([("auc", 0.8, 0.85), ("count", 7, 6), ("equal", 0.5, 0.5)])
     assert t["passes"].tolist() == [True, False, True] and list(t.index) == ["auc", "count", "equal"]
     assert list(t.columns) == ["floor", "measured", "passes"]
+
+
+# --------------------------------------------------------------------------- one verdict per row
+def _printed_row(tp, tn, n_pos=300, n_neg=360, d=3):
+    """A row printed from a real confusion matrix (percent, d decimals)."""
+    fp, fn = n_neg - tn, n_pos - tp
+    f = lambda x: f"{100 * x:.{d}f}"  # noqa: E731
+    return {"accuracy": f((tp + tn) / (n_pos + n_neg)), "precision": f(tp / (tp + fp)), "recall": f(tp / n_pos),
+            "specificity": f(tn / n_neg), "f1": f(2 * tp / (2 * tp + fp + fn))}
+
+
+def test_row_consistency_on_rows_worked_by_hand():
+    rows = pd.DataFrame.from_dict({
+        # tp=271 of 300 -> 90.333, tn=293 of 360 -> 81.389, (271+293)/660 = 564/660 = 85.455,
+        # precision 271/(271+67) = 80.178, F1 = 542/(542+67+29) = 84.953: one matrix prints all five
+        "from counts": {"accuracy": "85.455", "precision": "80.178", "recall": "90.333", "specificity": "81.389",
+                        "f1": "84.953"},
+        # accuracy above both recall (90.333) and specificity (83.611): impossible for a weighted mean of the two;
+        # and 90.958 % of 660 is 600.3 images (600/660 = 90.909, 601/660 = 91.061)
+        "impossible accuracy": {"accuracy": "90.958", "precision": "90.742", "recall": "90.333",
+                                "specificity": "83.611", "f1": "90.769"},
+        # recall 85.583 % of 300 = 256.75 images: no count; F1 of P=85.336, R=85.583 is 85.459, not 85.395
+        "no recall count": {"accuracy": "85.455", "precision": "85.336", "recall": "85.583", "specificity": "78.333",
+                            "f1": "85.395"},
+    }, orient="index")
+    out = V.row_consistency(rows, 300, 360)
+    ok = out.loc["from counts"]
+    assert ok["verdict"] == "consistent" and ok["one_matrix"] == "tp=271 tn=293"
+    assert (ok["accuracy_k"], ok["recall_k"], ok["specificity_k"]) == ("564/660", "271/300", "293/360")
+    assert ok["acc_between"] and ok["f1_from_pr"].endswith("fits") and ok["detail"] == "every check passes"
+    bad = out.loc["impossible accuracy"]
+    assert bad["verdict"] == "inconsistent" and not bad["acc_between"]
+    assert bad["accuracy_k"].startswith("no k/660 (nearest 600/660")
+    assert (bad["recall_k"], bad["specificity_k"]) == ("271/300", "301/360")
+    # implied accuracy (271 + 301) / 660 = 86.667 %
+    assert bad["implied_accuracy"] == "86.667-86.667, printed 90.958"
+    nr = out.loc["no recall count"]
+    assert nr["recall_k"].startswith("no k/300") and nr["specificity_k"] == "282/360"
+    assert nr["f1_from_pr"] == "85.459, printed 85.395" and "F1 from precision and recall" in nr["detail"]
+    assert not out["r_eq_s_eq_acc"].any() and (out["weighted_fit"] == "").all()
+
+
+def test_row_consistency_agrees_with_brute_force_on_random_matrices():
+    rng = np.random.default_rng(0)
+    for tp, tn in rng.integers([0, 0], [301, 361], size=(20, 2)):
+        tp, tn = max(int(tp), 1), int(tn)
+        row = _printed_row(tp, tn)
+        r = V.row_consistency(pd.DataFrame([row], index=["x"]), 300, 360).loc["x"]
+        assert r["verdict"] == "consistent", (tp, tn, r["detail"])
+        m = V.matching_matrices(row, 300, 360)
+        assert (tp, tn) in set(zip(m["tp"], m["tn"]))
+
+
+def test_weighted_averages_make_recall_equal_accuracy_and_fractions_convert():
+    assert V.to_percent("0.7652", "fraction") == "76.52" and V.to_percent("0.80", "fraction") == "80"
+    assert V.to_percent("93.182") == "93.182"
+    # class-weighted recall is the accuracy for every matrix: (300 * r_pos + 360 * r_neg) / 660
+    g = V.matching_matrices({}, 30, 36, average="weighted")
+    np.testing.assert_allclose(g["recall"], 100 * (g["tp"] + g["tn"]) / 66)
+    # a row printed from weighted averages of tp=20, tn=30 on 30/36 is found under "weighted", flagged equal
+    w = g[(g["tp"] == 20) & (g["tn"] == 30)].iloc[0]
+    row = {c: f"{w[c] / 100:.4f}" for c in V.ROW_COLUMNS}
+    out = V.row_consistency(pd.DataFrame([row], index=["w"]), 30, 36, unit="fraction").loc["w"]
+    assert out["r_eq_s_eq_acc"] and "tp=20 tn=30" in out["weighted_fit"]
+    assert out["verdict"] == "inconsistent" and "recall = k/30" in out["detail"]
+    with pytest.raises(ValueError, match="columns"):
+        V.row_consistency(pd.DataFrame([{"accuracy": "1"}]), 30, 36)
+
+
+def test_f1_from_precision_recall_bounds():
+    r = V.f1_from_precision_recall("80.178", "90.333", "84.953")
+    assert r["consistent"] and r["low"] <= r["implied"] <= r["high"]
+    assert r["implied"] == pytest.approx(2 * 80.178 * 90.333 / (80.178 + 90.333))
+    assert not V.f1_from_precision_recall("80.178", "90.333", "84.960")["consistent"]

@@ -881,7 +881,7 @@ def _table_entries(d: dict) -> tuple[list[tuple[Entry, dict]], list[dict]]:
                 e = Entry(f"table{n}.{mid or row['model']}.{col}", group,
                           sources=(make(mid, col),) if mid else (),
                           not_measurable="" if mid else f"the book builds no model for the row '{row['model']}'")
-                pv = {"value": str(cell), "unit": "%",
+                pv = {"value": str(cell), "unit": t.get("unit", "%"),
                       "where": f"paper {t['where'].get('version', '')}, {t['where'].get('location', '')}, "
                                f"row {row['model']}, {col}",
                       "status": "paper", "what": f"{col} of {row['model']} ({t.get('title', '')})",
