@@ -70,7 +70,7 @@ CHAPTER = "04_training"
 # package's source so that the page can never drift from the code:
 
 # %%
-src = inspect.getsource(train.fit)
+src = inspect.getsource(train.train_epoch)  # fit's per-epoch step (fit itself reads as its named steps)
 start = src.rindex("\n", 0, src.index("for step in")) + 1  # from the line of the batch loop ...
 end = src.index("scheduler.step()", start) + len("scheduler.step()")  # ... to the scheduler's step
 print(textwrap.dedent(src[start:end]))

@@ -347,9 +347,9 @@ def _add_gpu_bench(sub) -> None:
     p = sub.add_parser("gpu-bench", help="GPU throughput by precision and the reference pair (ResNet-50, ASFF)",
                        description=bench.GPU_BENCH_DESCRIPTION)
     p.add_argument("--data", type=Path, default=Path(".gpu/isic_balanced_224.pt"), help="file from `make gpu-data`")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=output_dir, default=None,
                    help="results folder (default: <results root>/full/gpu-bench; honours $SKINLESION_RESULTS)")
-    p.add_argument("--work", type=Path, default=Path(".cache/gpu-bench-runs"), help="checkpoints (large; not results)")
+    p.add_argument("--work", type=output_dir, default=Path(".cache/gpu-bench-runs"), help="checkpoints (large; not results)")
     p.add_argument("--pack", action="store_true", help="build --data from the local datasets and exit")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--steps", type=positive_int, default=20, help="timed steps per throughput measurement")
@@ -430,7 +430,7 @@ def _add_lab(sub) -> None:
     ck.add_argument("chapters", nargs="*", type=existing_file)
     ck.set_defaults(func=_run_lab_check)
     st = lab_sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
-    st.add_argument("--out", type=Path, default=book_tools.ROOT / "student")
+    st.add_argument("--out", type=output_dir, default=book_tools.ROOT / "student")
     st.set_defaults(func=_run_student)
     gr = lab_sub.add_parser("grade", help="execute submitted notebooks and tabulate the exercise checks")
     gr.add_argument("notebooks", nargs="+", type=existing_file)
@@ -483,7 +483,7 @@ def _add_book(sub) -> None:
     ex.set_defaults(func=lambda args: book_tools.execute(args.chapters or book_tools.chapter_sources(),
                                                          profile=args.profile) or 0)
     st = book_sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
-    st.add_argument("--out", type=Path, default=book_tools.ROOT / "student")
+    st.add_argument("--out", type=output_dir, default=book_tools.ROOT / "student")
     st.set_defaults(func=_run_student)
 
 

@@ -177,6 +177,18 @@ def test_train_out_is_a_file(capsys, tmp_path):
     assert line == f"error: skinlesion train: argument --out: {tmp_path / 'f'} is a file. Fix: pass a folder path (new, or a run folder)"
 
 
+@pytest.mark.parametrize("command", [("lab", "student"), ("book", "student"), ("gpu-bench", "--work"),
+                                     ("gpu-bench", "--out")])
+def test_every_output_folder_option_refuses_a_file(capsys, tmp_path, command):
+    """The student copies and the GPU benchmark's folders are checked like `train --out`."""
+    (tmp_path / "f").write_text("x")
+    *words, option = command if command[0] == "gpu-bench" else (*command, "--out")
+    line = one_error(capsys, *words, option, tmp_path / "f")
+    assert line == (f"error: skinlesion {' '.join(words)}: argument {option}: {tmp_path / 'f'} is a file. "
+                    "Fix: pass a folder path (new, or a run folder)")
+    assert (tmp_path / "f").read_text() == "x"  # nothing was written
+
+
 def test_train_out_below_a_file(capsys, tmp_path):
     (tmp_path / "f").write_text("x")
     line = one_error(capsys, "train", "--model", "lenet5", "--out", tmp_path / "f" / "run")

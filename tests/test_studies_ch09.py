@@ -446,3 +446,10 @@ def test_plot_register_draws_levels_and_gains(tmp_path):
     matplotlib.use("Agg")
     fig = R.plot_register(R.claims_register(root=tmp_path))
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "gains over ResNet-50"
+
+
+def test_arithmetic_subjects_name_the_register_ids_they_check():
+    assert R.arithmetic_subject_id("Table 2: LeNet-5") == "table2.lenet5"
+    assert R.arithmetic_subject_id("headline.accuracy (v1)") == "headline.accuracy"
+    with pytest.raises(KeyError):
+        R.arithmetic_subject_id("Table 2: No Such Net")

@@ -1454,3 +1454,15 @@ def save_audit(register: pd.DataFrame, arithmetic: pd.DataFrame, findings: pd.Da
     """
     return write_results(CHAPTER, {"claims": register, "arithmetic": arithmetic, "findings": findings},
                          profile=profile, root=root)
+
+
+def arithmetic_subject_id(subject: str) -> str:
+    """The register id an arithmetic check's ``subject`` speaks of: ``"Table 2: LeNet-5"`` →
+    ``"table2.lenet5"`` (the row's ``model_id``, else its printed name, as the register's cell ids
+    ``table<N>.<row>.<column>`` use), ``"headline.accuracy (v1)"`` → ``"headline.accuracy"``."""
+    if not subject.startswith("Table "):
+        return subject.split(" ")[0]
+    n, model = subject[len("Table "):].split(": ", 1)
+    rows = paper.load_claims()["tables"][n]["rows"]
+    ids = {r["model"]: r.get("model_id") or r["model"] for r in rows}
+    return f"table{n}.{ids[model]}"
