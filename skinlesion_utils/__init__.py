@@ -7,7 +7,14 @@ One flow, five stages (see the book's introduction)::
 
 Import what a chapter needs from the submodules; the most used names are re-exported here.
 """
-from .profiles import Profile, profile, resolve_device
+import warnings
+
+# tqdm.auto warns once, with this machine's site-packages path, when ipywidgets is missing and
+# falls back to text bars: noise on every page, and it breaks outputs nbval checks. The filter
+# must precede the first import of tqdm.auto, which the core modules import at their top.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from .profiles import Profile, profile, resolve_device  # noqa: E402
 
 # 0.3.0: images are decoded with their EXIF orientation applied (data.DECODE_METHOD), which
 # rotates 3 of isic_balanced's images (2 train, 1 test); the version is part of every run-cache key
