@@ -99,10 +99,20 @@ settings.drop(columns=["model"]).head(len(fusion.FUSIONS))
 # the header's time line estimates what all its runs cost on a Colab T4.
 #
 # ## Train every fusion with every seed
+#
+# The runs are trained first, one seed per cell (`runs.train_all`, one line per run: trained, or
+# loaded from the run cache), so that no single cell of the page runs for long;
+# `ch06_ablation.ablation` then finds every run in the cache.
 
 # %%
 t0 = time.perf_counter()
-runs_table, predictions, trained = ch06_ablation.ablation(fusion.FUSIONS, P.seeds, profile=P, n_boot=1000)
+runs.train_all({label: c for label, c in configs.items() if c.seed == P.seeds[0]});
+
+# %%
+runs.train_all({label: c for label, c in configs.items() if c.seed != P.seeds[0]});
+
+# %%
+runs_table, predictions, trained = ch06_ablation.ablation(fusion.FUSIONS, P.seeds, profile=P, n_boot=1000, verbose=False)
 ablation_seconds = time.perf_counter() - t0
 tests = ch06_ablation.paired_tests(predictions, reference="none", n_boot=2000)
 verdict = ch06_ablation.gain_vs_noise(runs_table, tests, reference="none")

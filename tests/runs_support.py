@@ -20,6 +20,24 @@ DATA = Path(os.environ.get("SKINLESION_DATA", Path(__file__).resolve().parents[2
 needs_data = pytest.mark.skipif(not (DATA / "isic_balanced").is_dir(), reason="needs SKINLESION_DATA")
 
 
+#: A tiny CNN as source text, for the tests that train it in a subprocess (the SIGKILL, DDP and
+#: kill-between-writes tests): 3×16×16 → 2 logits, BatchNorm included so buffers are exercised.
+TINY_CNN_SRC = '''
+import torch.nn as nn
+class TinyCNN(nn.Module):
+    """3×16×16 → 2 logits; BatchNorm included so buffers are exercised too."""
+    def __init__(self, width=8):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(2 * width, 2)
+    def forward(self, x):
+        return self.head(self.features(x))
+'''
+
+
 class TinyFusionCNN(nn.Module):
     """3×S×S → 2 logits; ``fusion="mix"`` mimics an adaptive fusion: it keeps per-image weights
     [B, 2] (softmax) in ``last_fusion_weights`` like ASFFResNet50 does."""

@@ -604,19 +604,7 @@ def test_stale_temporaries_are_swept_when_a_run_starts(tmp_path):
 
 # ------------------------------------------- kill between last.pt and best.pt (real process)
 
-TINY = '''
-import torch.nn as nn
-class TinyCNN(nn.Module):
-    def __init__(self, width=8):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(2 * width, 2)
-    def forward(self, x):
-        return self.head(self.features(x))
-'''
+from runs_support import TINY_CNN_SRC as TINY  # noqa: E402
 _ns: dict = {}
 exec(TINY, _ns)
 

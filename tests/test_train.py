@@ -29,20 +29,7 @@ from skinlesion_utils.data import ImageTensorStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY_CNN_SRC = '''
-import torch.nn as nn
-class TinyCNN(nn.Module):
-    """3×16×16 → 2 logits; BatchNorm included so buffers are exercised too."""
-    def __init__(self, width=8):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(2 * width, 2)
-    def forward(self, x):
-        return self.head(self.features(x))
-'''
+from runs_support import TINY_CNN_SRC  # noqa: E402
 _ns: dict = {}
 exec(TINY_CNN_SRC, _ns)
 TinyCNN = _ns["TinyCNN"]
