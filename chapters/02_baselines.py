@@ -67,7 +67,7 @@ CHAPTER = "02_baselines"
 # %%
 print("baselines in v1:", paper.claim("baselines.count_v1").label, "· in v2:", paper.claim("baselines.count").label)
 both = paper.recipe_comparison()
-both.loc[list(ch02_baselines.BASELINES) + ["asff_resnet50"]]
+both.loc[list(models.BASELINES) + ["asff_resnet50"]]
 
 # %% [markdown]
 # The column `differs` says where the two disagree: no released script uses any learning rate of
@@ -85,7 +85,7 @@ both.loc[["resnet50", "asff_resnet50"], ["paper_optimizer", "paper_lr", "code_op
 
 # %%
 recipes = pd.DataFrame(paper.recipe_table(recipe="released_code")).T.loc[
-    list(ch02_baselines.BASELINES), ["optimizer", "lr", "batch_size", "epochs", "pretrained", "script"]]
+    list(models.BASELINES), ["optimizer", "lr", "batch_size", "epochs", "pretrained", "script"]]
 recipes["pretrained"] = recipes["pretrained"].fillna("— (no script)")
 recipes["script"] = recipes["script"].fillna("— (no script)")
 recipes
@@ -106,7 +106,7 @@ recipes
 # protocol by construction:
 
 # %%
-configs = {name: runs.baseline_config(name, P) for name in ch02_baselines.BASELINES}
+configs = {name: runs.baseline_config(name, P) for name in models.BASELINES}
 settings = runs.settings_table(configs)
 settings
 
@@ -209,8 +209,8 @@ written = results.save(CHAPTER, {"baselines": table, "predictions": predictions.
 print(f"benchmark: {bench_seconds / 60:.1f} min; written:", ", ".join(p.name for p in written.values()))
 
 # %%
-stored = results.load(CHAPTER, "baselines", profile=P)
-meta = results.load(CHAPTER, "meta", profile=P)
+stored = results.read_results(CHAPTER, "baselines", profile=P)
+meta = results.read_results(CHAPTER, "meta", profile=P)
 print("results from:", results.provenance_line(meta))
 shown = metrics.ci_strings(stored, decimals=3)
 shown["params (M)"] = stored["params_m"].round(2)
@@ -231,7 +231,7 @@ fig.axes[0].set_xlabel(f"GFLOPs per image at {cfg0.image_size} px (log scale)")
 plt.show()
 
 # %%
-preds = results.load(CHAPTER, "predictions", profile=P).reset_index()
+preds = results.read_results(CHAPTER, "predictions", profile=P).reset_index()
 curves = {m: (g["y_true"].to_numpy(), g["y_score"].to_numpy()) for m, g in preds.groupby("model", sort=False)}
 fig, ax = plt.subplots(figsize=(6.5, 6))
 ax.set_prop_cycle(color=list(plt.cm.tab10.colors) + ["black"])  # eleven distinct colours
@@ -415,8 +415,8 @@ floors = verdicts.floors_table([
 floors.round(3)
 
 # %%
-assert list(stored.index) == list(ch02_baselines.BASELINES)
-assert (preds.groupby("model").size() == 660).all() and set(preds["model"]) == set(ch02_baselines.BASELINES)
+assert list(stored.index) == list(models.BASELINES)
+assert (preds.groupby("model").size() == 660).all() and set(preds["model"]) == set(models.BASELINES)
 assert settings.drop(columns=["model", "optimizer", "lr"]).nunique().max() == 1, "one protocol for every model"
 for m in metrics.CI_METRICS:
     assert ((stored[f"{m}_low"] <= stored[m] + 1e-9) & (stored[m] <= stored[f"{m}_high"] + 1e-9)).all(), m

@@ -193,7 +193,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 head = paper.claim("headline.accuracy")
 n_test = int(paper.claim("data.test_total").number)
-k_head = paper.check_accuracy(head.value, n_test)["k"]
+k_head = verdicts.check_accuracy(head.value, n_test)["k"]
 low, high = proportion_confint(k_head, n_test, alpha=0.05, method="wilson")
 print(f"paper's headline {head.value} % = {k_head}/{n_test}; Wilson 95 % interval "
       f"[{100 * low:.2f} %, {100 * high:.2f} %], half-width {50 * (high - low):.2f} points")
@@ -295,7 +295,7 @@ consistency = verdicts.achievability_table(printed, n_test)
 # The second half of the check asks whether a row's recall and specificity imply its accuracy:
 # $\text{acc} = (n_+\,\text{recall} + n_-\,\text{specificity})/n$, with every integer $TP$ and
 # $TN$ that round to the printed recall and specificity tried
-# (`paper.check_recall_specificity`). It is shown first on this book's model, printed to three
+# (`verdicts.check_recall_specificity`). It is shown first on this book's model, printed to three
 # decimals as the paper prints: once with all three numbers at threshold 0.5 (consistent by construction), and once
 # mixing the accuracy at 0.5 with recall and specificity at the validation-chosen operating
 # point — the kind of slip (two thresholds, two checkpoints) that the check catches.
@@ -308,7 +308,7 @@ rs_rows = {
     "this book, accuracy at 0.5, recall/specificity at the operating point": (op_rep, rep),
 }
 recall_specificity = pd.DataFrame({
-    name: paper.check_recall_specificity(pct(r["recall"]), pct(r["specificity"]), rep["n_pos"], rep["n_neg"],
+    name: verdicts.check_recall_specificity(pct(r["recall"]), pct(r["specificity"]), rep["n_pos"], rep["n_neg"],
                                          accuracy=pct(a["accuracy"]))
     for name, (r, a) in rs_rows.items()}).T[["verdict", "implied_accuracy", "accuracy_min", "accuracy_max", "detail"]]
 
@@ -331,17 +331,17 @@ recall_specificity = pd.DataFrame({
 #
 # A row passing everything is `consistent`; a row failing any check could not have been computed
 # from one confusion matrix on these 660 images as printed. Worked by hand on a row printed from
-# $TP = 271$, $TN = 293$ — $271/300 = 90.333\,\%$, $293/360 = 81.389\,\%$, $564/660 = 85.455\,\%$,
-# precision $271/338 = 80.178\,\%$, $F_1 = 542/638 = 84.953\,\%$ — and on the same row with its
-# accuracy replaced by one above both its recall and its specificity:
+# $TP = 271$, $TN = 293$ — recall $271/300$, specificity $293/360$, accuracy $564/660$, precision
+# $271/(271+67) = 271/338$, $F_1 = 2 \cdot 271/(2 \cdot 271 + 67 + 29) = 542/638$, printed to three
+# decimals by `verdicts.printed_row` — and on the same row with its accuracy replaced by one above
+# both its recall and its specificity:
 
 # %%
-worked = pd.DataFrame.from_dict({
-    "from TP=271, TN=293": {"accuracy": "85.455", "precision": "80.178", "recall": "90.333",
-                            "specificity": "81.389", "f1": "84.953"},
-    "accuracy above recall and specificity": {"accuracy": "90.958", "precision": "80.178", "recall": "90.333",
-                                              "specificity": "81.389", "f1": "84.953"},
-}, orient="index")
+by_hand = verdicts.printed_row(tp=271, tn=293, n_pos=300, n_neg=360)
+too_high = {**by_hand, "accuracy": f"{max(float(by_hand['recall']), float(by_hand['specificity'])) + 0.625:.3f}"}
+worked = pd.DataFrame.from_dict({"from TP=271, TN=293": by_hand,
+                                 "accuracy above recall and specificity": too_high}, orient="index")
+print(worked.to_string())
 verdicts.row_consistency(worked, 300, 360)[["accuracy_k", "recall_k", "specificity_k", "acc_between",
                                              "implied_accuracy", "f1_from_pr", "one_matrix", "verdict"]]
 
@@ -419,13 +419,13 @@ print(f"\n→ {bad.printed} % is {'no' if bad.verdict == 'inconsistent' else 'a'
 # %% [markdown]
 # The headline accuracy is sound in both versions: exactly one count fits it. The ResNet-50
 # accuracy implied by the v2 gain is not: no number of correctly classified images out of 660
-# gives it, at the three decimals printed. `paper.check_gain` also tries the relative reading
+# gives it, at the three decimals printed. `verdicts.check_gain` also tries the relative reading
 # ($\text{gain} = 100\,(k - k_0)/k_0$) and finds no baseline $k_0$ either, so the gain refers to
 # something else (another metric, a mean over runs, other data) or is mis-printed; the gain in
 # the v1 summary does fit a baseline count:
 
 # %%
-pd.DataFrame({g.id: paper.check_gain(g.value, head.versions[g.where.version], n_test) for g in (gain, gain_v1)}
+pd.DataFrame({g.id: verdicts.check_gain(g.value, head.versions[g.where.version], n_test) for g in (gain, gain_v1)}
              ).T[["printed", "verdict", "detail"]].style.set_properties(**{"white-space": "pre-wrap", "text-align": "left"})
 
 # %% [markdown]

@@ -140,8 +140,8 @@ print(f"ablation: {ablation_seconds / 60:.1f} min; written:", ", ".join(p.name f
 # The tables and figures below are read back from `results/<profile>/06_ablation/`.
 
 # %%
-table = results.load(CHAPTER, "runs", profile=P).reset_index()
-meta = results.load(CHAPTER, "meta", profile=P)
+table = results.read_results(CHAPTER, "runs", profile=P).reset_index()
+meta = results.read_results(CHAPTER, "meta", profile=P)
 print("results from:", results.provenance_line(meta))
 per_run = metrics.ci_strings(table.set_index(["fusion", "seed"]), ["accuracy", "roc_auc"])
 per_run
@@ -178,7 +178,7 @@ plt.show()
 # that means nothing.
 
 # %%
-paired = results.load(CHAPTER, "paired_tests", profile=P).reset_index()
+paired = results.read_results(CHAPTER, "paired_tests", profile=P).reset_index()
 paired.round(4)
 
 # %% [markdown]
@@ -192,7 +192,7 @@ paired.round(4)
 # proof — which is why `full` uses five.
 
 # %%
-v = results.load(CHAPTER, "verdict", profile=P, index=["fusion", "metric"])
+v = results.read_results(CHAPTER, "verdict", profile=P, index=["fusion", "metric"])
 v.round(4)
 
 # %%
@@ -219,11 +219,11 @@ for r, rejects in zip(noise.itertuples(), ch06_ablation.rejects_no_difference(no
 # positions for `asff_spatial`. Per fusion, seed and class (0 = benign, 1 = malignant):
 
 # %%
-ws = results.load(CHAPTER, "fusion_weight_summary", profile=P).reset_index()
+ws = results.read_results(CHAPTER, "fusion_weight_summary", profile=P).reset_index()
 ws.round(4)
 
 # %%
-w0 = results.load(CHAPTER, "fusion_weights_seed0", profile=P).reset_index()
+w0 = results.read_results(CHAPTER, "fusion_weights_seed0", profile=P).reset_index()
 fig = plots.plot_fusion_weights_by_class(w0)
 fig.suptitle(f"Fusion weights over the 660 test images (seed {P.seeds[0]})", y=1.03, fontsize=10)
 plt.show()
@@ -234,7 +234,7 @@ plt.show()
 # layer-3 weight is below 0.01, i.e. layer3 contributes under 1 % of the fused map):
 
 # %%
-readings = results.load(CHAPTER, "fusion_weight_readings", profile=P).reset_index()
+readings = results.read_results(CHAPTER, "fusion_weight_readings", profile=P).reset_index()
 display(readings.drop(columns=["reading"]).round(4))
 display(Markdown("\n".join(f"- **{r.fusion}**, seed {r.seed}: {r.reading}." for r in readings.itertuples())))
 
@@ -405,7 +405,7 @@ floors.round(3)
 # %%
 assert sorted(zip(table["fusion"], table["seed"])) == sorted((f, s) for f in fusion.FUSIONS for s in P.seeds)
 assert len(P.seeds) >= 2, "the ablation needs at least two seeds to measure seed noise"
-preds_back = results.load(CHAPTER, "predictions", profile=P).reset_index()
+preds_back = results.read_results(CHAPTER, "predictions", profile=P).reset_index()
 assert (preds_back.groupby(["fusion", "seed"]).size() == 660).all()
 assert len(paired[paired["kind"] == "fusion"]) == (len(fusion.FUSIONS) - 1) * len(P.seeds)
 assert paired["mcnemar_p"].between(0, 1).all() and (paired["auc_delta_low"] <= paired["auc_delta_high"]).all()

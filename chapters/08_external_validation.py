@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from skinlesion_utils import data, image_stats, metrics, paper, plots, results, runs, splits
+from skinlesion_utils import data, image_stats, metrics, paper, plots, results, runs, splits, verdicts
 from skinlesion_utils.chapter import start_chapter
 from skinlesion_utils.evaluate import evaluate_folder, evaluate_store
 from skinlesion_utils.studies import ch08_external
@@ -108,7 +108,7 @@ print(side_by_side.to_string())
 # NBVAL_CHECK_OUTPUT
 n_test = int(paper.claim("data.external_test_total").number)
 n_all = int(paper.claim("data.external_total").number)
-print(pd.DataFrame([paper.check_accuracy(ext_claim.value, n) for n in (n_test, n_all)])
+print(pd.DataFrame([verdicts.check_accuracy(ext_claim.value, n) for n in (n_test, n_all)])
       [["check", "printed", "verdict", "detail"]].to_string(index=False))
 
 # %% [markdown]
@@ -387,7 +387,7 @@ summary = {
     "n_data3_test": len(d3),
     "contaminated_fraction_data3_test": f_test,
     "paper_external_accuracy": ext_claim.value,
-    "paper_external_accuracy_k_of_660": paper.check_accuracy(ext_claim.value, n_test)["k"],
+    "paper_external_accuracy_k_of_660": verdicts.check_accuracy(ext_claim.value, n_test)["k"],
     # the paper's number if its model was right on every contaminated data3/test image
     "paper_clean_accuracy_if_copies_all_right": (paper_acc - f_test) / (1 - f_test),
     "main_external_accuracy": float(main_all.accuracy),

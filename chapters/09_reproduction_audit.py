@@ -486,7 +486,7 @@ assert broken.empty, f"results files exist but the register cannot read them: {b
 counts_rows = claims[claims.index.str.startswith("data.") & claims["ci_value"].notna()]
 assert len(counts_rows) >= 10 and (counts_rows["verdict"] == "reproduced").all(), counts_rows["reason"].to_dict()
 assert claims.loc["data.total_images", "verdict"] == "reproduced"
-bad_arith = {ch09_audit.arithmetic_subject_id(s) for s in arith.loc[arith.verdict == "inconsistent", "subject"]}
+bad_arith = {paper.arithmetic_subject_id(s) for s in arith.loc[arith.verdict == "inconsistent", "subject"]}
 inconsistent = {c.rsplit(".", 1)[0] if c.startswith("table") else c for c in claims.index[claims.verdict == "inconsistent"]}
 assert inconsistent <= bad_arith, sorted(inconsistent - bad_arith)
 assert (shown.loc[["balanced classes", "a subset of ISIC 2020"], "verdict"] == "does not hold").all()

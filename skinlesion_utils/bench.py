@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import io
 import math
-import platform
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -53,12 +51,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import __version__
 from .data import CLASSES, DataError, ImageTensorStore, decode_image, get_spec, locate
 from .metrics import auc_difference, classification_report, mcnemar, report_with_ci
 from .models import build_model
 from .profiles import resolve_device
-from .results import GPU_BENCH_CHAPTER, git_commit, results_dir, write_bytes, write_json, write_text
+from .results import GPU_BENCH_CHAPTER, provenance, results_dir, write_bytes, write_json, write_text
 from .splits import train_val_split
 from .augment import normalise
 from .train import amp_for_device, fit, precision_name, predict, seed_everything
@@ -330,19 +327,6 @@ GPU_BENCH_DESCRIPTION = "The GPU benchmark and reference runs: one command that 
 REFERENCE_MODELS = (("asff_resnet50", {"fusion": "none"}, "ResNet-50"), ("asff_resnet50", {"fusion": "asff_text"}, "ASFF-ResNet50"))
 
 
-def provenance() -> dict:
-    """Device name, date, commit, versions: attached to every results file."""
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    return {
-        "device": torch.cuda.get_device_name(0) if dev == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "device_type": dev,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(),
-        "torch": torch.__version__,
-        "package_version": __version__,
-    }
-
-
 def _write_json(path: Path, obj) -> None:
     write_json(path, obj, indent=2, default=str)
 
@@ -442,7 +426,7 @@ def _reference_pair(args, rows: list[dict], train_all, test, prov: dict) -> dict
             "history": fr.history.to_dict(orient="records"),
         }
         print(f"{label}: test accuracy {rep['accuracy']:.4f}, ROC AUC {rep['roc_auc']:.4f} ({time.time() - t0:.0f} s)", flush=True)
-    (ya, sa), (yb, sb) = preds["ResNet-50"], preds["ASFF-ResNet50"]
+    (ya, sa), (_, sb) = preds["ResNet-50"], preds["ASFF-ResNet50"]  # same test labels
     paired = {
         "mcnemar": {k: v for k, v in mcnemar(ya, sa >= 0.5, sb >= 0.5).items() if k != "table"},
         "auc_difference": auc_difference(ya, sa, sb, n_boot=1000, seed=0),

@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 from . import runs
-from .data import get_spec
+from .data import get_spec, split_files
 from .fusion import FUSIONS
+from .models import BASELINES
 from .profiles import ENV_CACHE, ENV_PROFILE, Profile, profile, profile_choice, resolve_device, t4_minutes
-from .results import ENV_RESULTS, project_root, read_results, results_dir, write_results
-from .studies.ch02_baselines import BASELINES
+from .results import ENV_RESULTS, book_root, read_results, results_dir, write_results
 from .train import precision_name, resolve_amp, seed_everything
 
 COLAB_DRIVE = Path("/content/drive/MyDrive")
@@ -80,7 +80,7 @@ def display_path(path: str | os.PathLike) -> str:
     """``path`` as the header prints it, without this machine's layout: ``(book)/results/ci``
     inside the book, ``(Drive)/…`` on Google Drive, ``~/…`` under the home folder."""
     path = Path(path).expanduser().absolute()
-    book = project_root() or project_root(Path(__file__).resolve().parent)
+    book = book_root()
     bases = [("(book)", book), ("(book)/..", book.parent if book else None), ("(Drive)", COLAB_DRIVE),
              ("~", Path.home())]
     for label, base in bases:
@@ -106,7 +106,7 @@ NOT_COUNTED = {
 @functools.lru_cache(maxsize=None)
 def _images(dataset: str, split: str | None = None) -> int:
     """Images of a dataset (split), counted from its shipped manifest (no data needed)."""
-    return sum(1 for rel in get_spec(dataset).manifest_entries() if split is None or rel.startswith(f"{split}/"))
+    return len(split_files(get_spec(dataset), split))
 
 
 def _run_work(cfg: "runs.RunConfig") -> list[tuple[str, int, str]]:

@@ -49,48 +49,35 @@ PROG = "skinlesion"
 # Each raises argparse.ArgumentTypeError, which the parser prints as one line (exit 2).
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1 (epochs, batch sizes, image sizes, steps, limits)."""
+def _number(text: str, convert, ok, wrong: str):
+    """``convert(text)`` if ``ok`` of it, else one ``ArgumentTypeError``: ``'<text>' <wrong>``."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
         value = None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1. Fix: pass 1 or more")
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} {wrong}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (epochs, batch sizes, image sizes, steps, limits)."""
+    return _number(text, int, lambda v: v >= 1, "is not a whole number >= 1. Fix: pass 1 or more")
 
 
 def non_negative_int(text: str) -> int:
     """A whole number >= 0 (thresholds in bits, fixed epochs where 0 means "derive")."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0. Fix: pass 0 or more")
-    return value
+    return _number(text, int, lambda v: v >= 0, "is not a whole number >= 0. Fix: pass 0 or more")
 
 
 def positive_float(text: str) -> float:
     """A number > 0 (minutes, seconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0. Fix: pass a positive number")
-    return value
+    return _number(text, float, lambda v: 0 < v < float("inf"), "is not a number > 0. Fix: pass a positive number")
 
 
 def probability(text: str) -> float:
     """A number in [0, 1] (a decision threshold on P(malignant))."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]. Fix: e.g. 0.5")
-    return value
+    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "is not a probability in [0, 1]. Fix: e.g. 0.5")
 
 
 def model_name(text: str) -> str:
@@ -143,7 +130,7 @@ def _check_writable(path: Path) -> None:
         raise argparse.ArgumentTypeError(f"{path}: the folder {ancestor} is not writable. Fix: choose a path you can "
                                          "write (e.g. under your home folder)")
     data_root = os.environ.get(data.ENV_DATA)
-    if data_root and path.resolve().is_relative_to(Path(data_root).resolve()):
+    if data.inside_data_folder(path):
         raise argparse.ArgumentTypeError(f"{path} is inside the data folder {data_root} (${data.ENV_DATA}), which is "
                                          "never written. Fix: write results elsewhere")
 

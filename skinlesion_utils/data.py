@@ -224,6 +224,16 @@ def data_roots() -> list[Path]:
     return roots
 
 
+def inside_data_folder(path: str | os.PathLike) -> Path | None:
+    """``$SKINLESION_DATA`` when ``path`` is that folder or lies below it (it is only ever read:
+    the CLI and every writer refuse such a path), else ``None``."""
+    env = os.environ.get(ENV_DATA)
+    if not env:
+        return None
+    root = Path(env).expanduser().resolve()
+    return root if Path(path).resolve().is_relative_to(root) else None
+
+
 def _stamp_path(name: str, root: Path) -> Path:
     key = hashlib.sha256(f"{name}|{root.resolve()}".encode()).hexdigest()[:16]
     return default_cache_dir() / "verified" / f"{name}-{key}.ok"

@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .fusion import FUSION_CLASSES, FUSIONS
 
 __all__ = [
+    "BASELINES",
     "unwrap_model",
     "ClassifierHead",
     "ASFFResNet50",
@@ -266,6 +267,13 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         model = model.module
     return model
+
+
+#: The paper's comparison models, in the order of its Table 2 (registered names; chapter 02 trains them).
+BASELINES: tuple[str, ...] = (
+    "lenet5", "alexnet", "vgg16", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
+    "squeezenet1_1", "densenet121", "xception", "googlenet",
+)
 
 
 def list_models() -> list[str]:

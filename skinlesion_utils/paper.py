@@ -21,7 +21,7 @@ What this module owns
 * Arithmetic checks of the printed numbers (is an accuracy ``k / 660`` for an integer ``k``? do
   the printed recall and specificity imply the printed accuracy? is a printed gain the
   difference of two achievable accuracies?): :func:`check_accuracy`,
-  :func:`check_recall_specificity`, :func:`check_gain` (defined in :mod:`skinlesion_utils.verdicts`, re-exported here) and
+  :func:`check_recall_specificity`, :func:`check_gain` (in :mod:`skinlesion_utils.verdicts`) and
   :func:`arithmetic_checks`, which runs them over every claim and table row; their verdicts are
   :data:`ARITHMETIC_VERDICTS`. One verdict per table row (k/n, implied accuracy, F1 from
   precision and recall, one confusion matrix for all five cells, Table 4's averaging):
@@ -82,10 +82,8 @@ __all__ = [
     "RECIPE_SOURCES",
     "recipe_table",
     "recipe_comparison",
-    "check_accuracy",
-    "check_recall_specificity",
-    "check_gain",
     "arithmetic_checks",
+    "arithmetic_subject_id",
     "table_consistency",
     "beside_ours",
 ]
@@ -791,6 +789,19 @@ def arithmetic_checks(claims: dict | None = None) -> pd.DataFrame:
             rows.append({"subject": subj, "check": r["check"], "printed": f"{rec} / {spe} / {acc}",
                          "n": n_pos + n_neg, "verdict": r["verdict"], "detail": r["detail"]})
     return pd.DataFrame(rows, columns=["subject", "check", "printed", "n", "verdict", "detail"])
+
+
+def arithmetic_subject_id(subject: str) -> str:
+    """The claim id an :func:`arithmetic_checks` ``subject`` speaks of (the inverse of how it names
+    them): ``"Table 2: LeNet-5"`` → ``"table2.lenet5"`` (the row's ``model_id``, else its printed
+    name, as chapter 09's register names a cell ``table<N>.<row>.<column>``),
+    ``"headline.accuracy (v1)"`` → ``"headline.accuracy"``."""
+    if not subject.startswith("Table "):
+        return subject.split(" ")[0]
+    n, model = subject[len("Table "):].split(": ", 1)
+    rows = load_claims()["tables"][n]["rows"]
+    ids = {r["model"]: r.get("model_id") or r["model"] for r in rows}
+    return f"table{n}.{ids[model]}"
 
 
 def table_consistency(n: int | str, claims: dict | None = None) -> pd.DataFrame:

@@ -157,6 +157,19 @@ def profile(name: str | None = None) -> Profile:
     return Profile(name=chosen, cache_dir=default_cache_dir(), **PROFILES[chosen])
 
 
+def as_profile(prof: "Profile | str | None" = None) -> Profile:
+    """A :class:`Profile` from a profile, a profile name or ``None`` (the active one)."""
+    return prof if isinstance(prof, Profile) else profile(prof)
+
+
+def profile_name(prof: "Profile | str | None" = None) -> str:
+    """The name of a profile, of a profile name (any results profile, e.g. ``"scale128"``,
+    is taken as it is) or of the active profile (``None``)."""
+    if prof is None:
+        return profile().name
+    return prof if isinstance(prof, str) else prof.name
+
+
 def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821
     """``"auto"`` → cuda if available, else mps, else cpu; anything else is passed to torch."""
     import torch

@@ -13,7 +13,7 @@
 * :func:`git_commit`, :func:`device_name` — provenance written beside results.
 * Chapter results with provenance (chapters 02 and 06; read by 09): :func:`save` writes a
   chapter's tables with a ``meta.json`` holding its settings and :func:`provenance` (device,
-  date, commit); :func:`load` reads them back; :func:`stored` / :func:`other_profiles` list what
+  date, commit); :func:`read_results` reads them back; :func:`stored` / :func:`other_profiles` list what
   other profiles wrote (a ``full`` file appears only when a real GPU run produced it), named by
   :func:`provenance_line`; :func:`gpu_reference` reads ``full/gpu-bench/reference.json``.
 """
@@ -40,8 +40,7 @@ except ImportError:  # pragma: no cover - Windows
 
 from . import __version__
 from .errors import FolderInUse
-from .profiles import profile as active, profile as get_profile
-from .profiles import PROFILES
+from .profiles import PROFILES, as_profile, profile_name
 
 ENV_RESULTS = "SKINLESION_RESULTS"
 TEMP_SUFFIX = ".tmp"
@@ -201,6 +200,12 @@ def project_root(start: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+def book_root() -> Path | None:
+    """The book the package works in: the one found upwards from the working directory, else
+    the checkout the package runs from; ``None`` for a pip-installed package outside a book."""
+    return project_root() or project_root(Path(__file__).resolve().parent)
+
+
 def results_root(root: str | os.PathLike | None = None) -> Path:
     """The one results root.
 
@@ -216,17 +221,8 @@ def results_root(root: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(ENV_RESULTS)
     if env:
         return Path(env).expanduser().resolve()
-    book = project_root()
-    if book is None:  # not run from inside the book: the checkout the package runs from, if any
-        book = project_root(Path(__file__).resolve().parent)
+    book = book_root()
     return (book if book is not None else Path.cwd()) / "results"
-
-
-def _profile_name(profile) -> str:
-    if profile is None:
-
-        return active().name
-    return profile if isinstance(profile, str) else profile.name
 
 
 def results_dir(chapter: str, profile=None, root: str | os.PathLike | None = None) -> Path:
@@ -237,7 +233,7 @@ def results_dir(chapter: str, profile=None, root: str | os.PathLike | None = Non
         profile: a profile name or ``Profile`` (default: the active one).
         root: as :func:`results_root`.
     """
-    name = _profile_name(profile)
+    name = profile_name(profile)
     if not chapter or "/" in chapter or not name or "/" in name:
         raise ValueError(
             f"results_dir({chapter!r}, {name!r}): expected a chapter stem like '01_dataset' and a "
@@ -270,9 +266,15 @@ def write_results(chapter: str, files: dict, profile=None, root: str | os.PathLi
     return written
 
 
-def read_results(chapter: str, name: str, profile=None, root: str | os.PathLike | None = None, **read_csv):
-    """Read back what :func:`write_results` wrote: a DataFrame (``.csv``, first column as index)
-    or a dict (``.json``). ``read_csv`` goes to ``pandas.read_csv`` (e.g. ``dtype={"printed": str}``).
+def read_results(chapter: str, name: str, profile=None, root: str | os.PathLike | None = None, *,
+                 index: Sequence[str] | None = None, **read_csv):
+    """Read back what :func:`write_results` (or :func:`save`) wrote: a DataFrame (``.csv``, first
+    column as index) or a dict (``.json``). ``read_csv`` goes to ``pandas.read_csv`` (e.g.
+    ``dtype={"printed": str}``).
+
+    Args:
+        index: columns to make the index again (a CSV keeps only the first index column as the
+            index; pass e.g. ``["fusion", "metric"]`` to restore a two-level index).
 
     Raises:
         FileNotFoundError: neither file exists; the message names the chapter to run first.
@@ -281,7 +283,8 @@ def read_results(chapter: str, name: str, profile=None, root: str | os.PathLike 
 
     folder = results_dir(chapter, profile, root)
     if (folder / f"{name}.csv").is_file():
-        return pd.read_csv(folder / f"{name}.csv", index_col=0, **read_csv)
+        frame = pd.read_csv(folder / f"{name}.csv", index_col=0, **read_csv)
+        return frame if index is None else frame.reset_index().set_index(list(index))
     if (folder / f"{name}.json").is_file():
         return json.loads((folder / f"{name}.json").read_text())
     raise FileNotFoundError(
@@ -341,7 +344,8 @@ def provenance() -> dict:
 
 def save(chapter: str, tables: Mapping, meta: Mapping | None = None, profile=None,
          root: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Write a chapter's tables as CSV and one ``meta.json`` with settings + provenance.
+    """Write a chapter's tables as CSV and one ``meta.json`` with settings + provenance (read them
+    back with :func:`read_results`).
 
     Args:
         chapter: chapter stem (``"02_baselines"``).
@@ -354,30 +358,12 @@ def save(chapter: str, tables: Mapping, meta: Mapping | None = None, profile=Non
     Returns:
         ``{name: path}`` of every file written (``"meta"`` included).
     """
-    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    prof = as_profile(profile)
     m = dict(meta or {})
     m.update(profile=prof.name, provenance=provenance(), tables=sorted(tables))
     files = dict(tables)
     files["meta"] = m
     return write_results(chapter, files, profile=prof, root=root)
-
-
-def load(chapter: str, name: str, profile=None, root: str | os.PathLike | None = None,
-         index: Sequence[str] | None = None):
-    """Read back a table (``name``: a DataFrame) or the meta dict (``"meta"``) that :func:`save` wrote.
-
-    Args:
-        chapter, name, profile, root: as :func:`save`.
-        index: columns to make the index again (a CSV keeps only the first index column as the
-            index; pass e.g. ``["fusion", "metric"]`` to restore a two-level index).
-    """
-    import pandas as pd
-
-    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
-    out = read_results(chapter, name, profile=prof, root=root)
-    if index is not None and isinstance(out, pd.DataFrame):
-        out = out.reset_index().set_index(list(index))
-    return out
 
 
 def stored(chapter: str, name: str, exclude: str | None = None, root: str | os.PathLike | None = None) -> dict:

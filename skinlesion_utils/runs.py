@@ -46,7 +46,7 @@ from .errors import ConfigError, RunError, RunNotFound
 from .fusion import FUSIONS
 from .metrics import classification_report
 from .models import build_model, list_models
-from .profiles import PROFILES
+from .profiles import PROFILES, as_profile
 from .profiles import profile as get_profile
 from .results import (device_name, exclusive_lock, git_commit, json_default, sweep_temporaries, write_csv,
                       write_text)
@@ -158,7 +158,7 @@ class RunConfig:
         first seed; ``overrides`` change any field (e.g. ``epochs=3``)."""
         if model not in list_models():
             raise ConfigError(f"Unknown model {model!r}. Fix: use one of {', '.join(list_models())}.")
-        prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+        prof = as_profile(profile)
         base = dict(profile=prof.name, recipe=prof.recipe, epochs=prof.epochs, image_size=prof.image_size,
                     batch_size=prof.batch_size, seed=prof.seeds[0], pretrained=prof.pretrained)
         base.update(overrides)
@@ -491,7 +491,7 @@ def ablation_config(fusion: str, seed: int, profile=None, **overrides) -> RunCon
     at the profile's many-model budget (``bench_image_size``, ``bench_epochs``, and
     ``bench_train_images``: a fixed class-stratified subset of the training split, seed 0, the
     same for every model and seed)."""
-    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    prof = as_profile(profile)
     base = dict(image_size=prof.bench_image_size, epochs=prof.bench_epochs, seed=seed)
     dataset = overrides.get("dataset", RunConfig.dataset)
     if prof.bench_train_images is not None and "train_subset" not in overrides:
@@ -515,7 +515,7 @@ def baseline_config(model: str, profile=None, seed: int | None = None, **overrid
         **overrides: any :class:`RunConfig` field, e.g. ``recipe="paper"`` for the paper's
             optimizer and learning rate.
     """
-    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    prof = as_profile(profile)
     protocol = ablation_config("none", prof.seeds[0] if seed is None else seed, profile=prof)
     return replace(protocol, model=model, model_kwargs={}, **overrides)
 

@@ -38,6 +38,7 @@ __all__ = [
     "matching_matrices",
     "f1_from_precision_recall",
     "row_consistency",
+    "printed_row",
     "floors_table",
 ]
 
@@ -300,6 +301,21 @@ def check_gain(gain: str, value: str, n: int) -> dict:
 # =========================================================================== one verdict per table row
 #: The metric columns :func:`row_consistency` reads (percent strings as printed).
 ROW_COLUMNS = ("accuracy", "precision", "recall", "specificity", "f1")
+
+
+def printed_row(tp: int, tn: int, n_pos: int, n_neg: int, decimals: int = 3) -> dict[str, str]:
+    """The five cells of :data:`ROW_COLUMNS` a results table prints (percent, ``decimals``
+    places) for ``tp`` of ``n_pos`` positives and ``tn`` of ``n_neg`` negatives right: the row
+    that :func:`row_consistency` must find ``consistent`` (chapter 05 works one by hand)."""
+    if not (0 < tp <= n_pos and 0 <= tn <= n_neg):
+        raise ValueError(f"printed_row needs 0 < tp <= n_pos and 0 <= tn <= n_neg (precision and F1 are "
+                         f"undefined without a true positive), got tp={tp}, tn={tn}, n_pos={n_pos}, n_neg={n_neg}.")
+    fp = n_neg - tn
+    precision = tp / (tp + fp)
+    recall = tp / n_pos
+    exact = {"accuracy": (tp + tn) / (n_pos + n_neg), "precision": precision, "recall": recall,
+             "specificity": tn / n_neg, "f1": 2 * precision * recall / (precision + recall)}
+    return {k: f"{100 * exact[k]:.{decimals}f}" for k in ROW_COLUMNS}
 
 
 def to_percent(printed: str, unit: str = "%") -> str:

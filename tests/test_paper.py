@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from skinlesion_utils import paper as P
+from skinlesion_utils import paper as P, verdicts
 
 RAW = json.loads(P.CLAIMS_FILE.read_text(encoding="utf-8"))
 
@@ -239,23 +239,23 @@ def test_check_accuracy_matches_brute_force():
     n = int(P.claim("data.test_total").number)
     for k in (0, 1, 329, 602, 615, n):
         printed = f"{100 * k / n:.3f}"
-        r = P.check_accuracy(printed, n)
+        r = verdicts.check_accuracy(printed, n)
         assert r["verdict"] == "consistent" and r["candidates"] == _brute_force_k(printed, n)
         assert k in r["candidates"]
     off = f"{100 * 615 / n + 0.05:.2f}"  # half a twentieth of a point away from 615/660
-    r = P.check_accuracy(off, n)
+    r = verdicts.check_accuracy(off, n)
     assert r["verdict"] == ("consistent" if _brute_force_k(off, n) else "inconsistent")
 
 
 def test_recall_specificity_check_on_rows_printed_from_real_counts():
     n_pos, n_neg = int(P.claim("data.test_malignant").number), int(P.claim("data.test_benign").number)
     good = _row_from_counts("A", "alexnet", 281, 334, n_pos, n_neg)
-    r = P.check_recall_specificity(good["recall"], good["specificity"], n_pos, n_neg, accuracy=good["accuracy"])
+    r = verdicts.check_recall_specificity(good["recall"], good["specificity"], n_pos, n_neg, accuracy=good["accuracy"])
     assert r["verdict"] == "consistent" and "tp=281 tn=334" in r["detail"]
     bad_acc = f"{float(good['accuracy']) + 0.5:.2f}"
-    r = P.check_recall_specificity(good["recall"], good["specificity"], n_pos, n_neg, accuracy=bad_acc)
+    r = verdicts.check_recall_specificity(good["recall"], good["specificity"], n_pos, n_neg, accuracy=bad_acc)
     assert r["verdict"] == "inconsistent" and r["accuracy_min"] <= float(good["accuracy"]) + 0.01
-    r = P.check_recall_specificity("33.34", good["specificity"], n_pos, n_neg)  # no k/300 rounds to 33.34
+    r = verdicts.check_recall_specificity("33.34", good["specificity"], n_pos, n_neg)  # no k/300 rounds to 33.34
     assert r["verdict"] == "inconsistent" and not _brute_force_k("33.34", n_pos)
 
     d = _with_table2([good, {**good, "model": "B", "model_id": "vgg16", "accuracy": bad_acc}])
@@ -268,18 +268,18 @@ def test_check_gain_finds_both_readings():
     n = 660
     top = f"{100 * 615 / n:.3f}"
     points = f"{100 * (615 - 600) / n:.3f}"
-    r = P.check_gain(points, top, n)
+    r = verdicts.check_gain(points, top, n)
     assert r["verdict"] == "consistent" and any(abs(p - 100 * 600 / n) < 1e-9 for p in r["points"])
     relative = f"{100 * (615 - 590) / 590:.3f}"
-    r = P.check_gain(relative, top, n)
+    r = verdicts.check_gain(relative, top, n)
     assert r["verdict"] == "consistent" and any(abs(p - 100 * 590 / n) < 1e-9 for p in r["relative"])
     # a gain no integer baseline produces, found by brute force
     cand = next(f"{g / 1000:.3f}" for g in range(1000, 3000)
                 if not any(_rounds_to(Decimal(100 * (615 - b)) / Decimal(n), f"{g / 1000:.3f}") or
                            (b and _rounds_to(Decimal(100 * (615 - b)) / Decimal(b), f"{g / 1000:.3f}"))
                            for b in range(n + 1)))
-    assert P.check_gain(cand, top, n)["verdict"] == "inconsistent"
-    assert P.check_gain("1.00", "33.34", 300)["verdict"] == "not checkable"
+    assert verdicts.check_gain(cand, top, n)["verdict"] == "inconsistent"
+    assert verdicts.check_gain("1.00", "33.34", 300)["verdict"] == "not checkable"
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -496,3 +496,10 @@ def test_beside_ours_puts_our_intervals_next_to_the_printed_cells():
     # Table 4 prints fractions: shown in percent at the printed precision
     side4 = P.beside_ours(4, pd.DataFrame(index=["x"]))
     assert side4.loc["ResNet-50", "accuracy paper"] == "76.52" and side4["paper in our CI"].eq("—").all()
+
+
+def test_arithmetic_subjects_name_the_register_ids_they_check():
+    assert P.arithmetic_subject_id("Table 2: LeNet-5") == "table2.lenet5"
+    assert P.arithmetic_subject_id("headline.accuracy (v1)") == "headline.accuracy"
+    with pytest.raises(KeyError):
+        P.arithmetic_subject_id("Table 2: No Such Net")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from runs_support import needs_data, subset, tiny_config, tiny_fn  # noqa: F401 (subset: a fixture)
-from skinlesion_utils import fusion, metrics, results, runs, splits
+from skinlesion_utils import fusion, metrics, models, results, runs, splits
 from skinlesion_utils.models import build_model, count_flops, count_parameters
 from skinlesion_utils.profiles import profile
 from skinlesion_utils.studies import ch02_baselines as B
@@ -99,9 +99,9 @@ def test_benchmark_tables_files_and_stored_copies(subset, tmp_path, capsys):
     root = tmp_path / "book"
     written = results.save("02_baselines", {"baselines": table}, {"note": "tiny"}, profile="ci", root=root)
     assert written["baselines"] == root / "results" / "ci" / "02_baselines" / "baselines.csv"
-    back = results.load("02_baselines", "baselines", profile="ci", root=root)
+    back = results.read_results("02_baselines", "baselines", profile="ci", root=root)
     pd.testing.assert_frame_equal(back, table, check_dtype=False)
-    meta = results.load("02_baselines", "meta", profile="ci", root=root)
+    meta = results.read_results("02_baselines", "meta", profile="ci", root=root)
     assert meta["note"] == "tiny" and {"device", "date", "commit"} <= set(meta["provenance"])
     assert "profile 'ci'" in results.provenance_line(meta)
     assert results.stored("02_baselines", "baselines", exclude="ci", root=root) == {}
@@ -112,7 +112,7 @@ def test_benchmark_tables_files_and_stored_copies(subset, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("chapter, name, summarise, rows", [
-    ("02_baselines", "baselines", B.baseline_summary, len(B.BASELINES)),
+    ("02_baselines", "baselines", B.baseline_summary, len(models.BASELINES)),
     ("06_ablation", "runs", A.ablation_summary, len(fusion.FUSIONS)),
 ])
 def test_other_profiles_shows_a_full_copy_of_the_real_results_with_provenance(tmp_path, chapter, name, summarise, rows):

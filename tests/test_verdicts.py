@@ -127,12 +127,13 @@ def test_floors_table_marks_each_check():
 
 
 # --------------------------------------------------------------------------- one verdict per row
-def _printed_row(tp, tn, n_pos=300, n_neg=360, d=3):
-    """A row printed from a real confusion matrix (percent, d decimals)."""
-    fp, fn = n_neg - tn, n_pos - tp
-    f = lambda x: f"{100 * x:.{d}f}"  # noqa: E731
-    return {"accuracy": f((tp + tn) / (n_pos + n_neg)), "precision": f(tp / (tp + fp)), "recall": f(tp / n_pos),
-            "specificity": f(tn / n_neg), "f1": f(2 * tp / (2 * tp + fp + fn))}
+def test_printed_row_prints_the_five_cells_worked_by_hand():
+    # 271/300 = 90.333, 293/360 = 81.389, 564/660 = 85.455, 271/338 = 80.178, F1 = 542/638 = 84.953
+    assert V.printed_row(271, 293, 300, 360) == {"accuracy": "85.455", "precision": "80.178", "recall": "90.333",
+                                                 "specificity": "81.389", "f1": "84.953"}
+    # 2 of 3 positives, 1 of 2 negatives: accuracy 3/5, precision 2/3, recall 2/3, specificity 1/2, F1 2/3
+    assert V.printed_row(2, 1, 3, 2, decimals=1) == {"accuracy": "60.0", "precision": "66.7", "recall": "66.7",
+                                                     "specificity": "50.0", "f1": "66.7"}
 
 
 def test_row_consistency_on_rows_worked_by_hand():
@@ -170,7 +171,7 @@ def test_row_consistency_agrees_with_brute_force_on_random_matrices():
     rng = np.random.default_rng(0)
     for tp, tn in rng.integers([0, 0], [301, 361], size=(20, 2)):
         tp, tn = max(int(tp), 1), int(tn)
-        row = _printed_row(tp, tn)
+        row = V.printed_row(tp, tn, 300, 360)
         r = V.row_consistency(pd.DataFrame([row], index=["x"]), 300, 360).loc["x"]
         assert r["verdict"] == "consistent", (tp, tn, r["detail"])
         m = V.matching_matrices(row, 300, 360)

@@ -68,7 +68,7 @@ def _gain_compare(got, expected: pd.DataFrame, case: Case) -> str | None:
     g = got[key + ["gain"]].sort_values(key).reset_index(drop=True)
     e = expected.sort_values(key).reset_index(drop=True)
     if len(g) != len(e):
-        table, reference = case.args[0], case.kwargs.get("reference", case.args[2] if len(case.args) > 2 else "none")
+        reference = case.kwargs.get("reference", case.args[2] if len(case.args) > 2 else "none")
         if (g["fusion"] == reference).any():
             return "leave the reference itself out: its gain over itself is 0 by definition."
         return f"expected one row per (fusion, seed) of the non-reference runs; got {len(g)} rows."

@@ -3,9 +3,9 @@ under one protocol, their cost and their test metrics.
 
 What this module owns
 ---------------------
-* :data:`BASELINES` — the paper's eleven comparison models (``models.build_model`` names), each
-  trained by :func:`skinlesion_utils.runs.baseline_config` under the ablation's protocol (same
-  data, split, augmentation, image size and epoch budget: the profile's ``bench_*`` settings).
+* The paper's eleven comparison models (``models.BASELINES``) are each trained by
+  :func:`skinlesion_utils.runs.baseline_config` under the ablation's protocol (same data, split,
+  augmentation, image size and epoch budget: the profile's ``bench_*`` settings).
 * Cost of a model: :func:`model_cost` (parameters; FLOPs at the trained size and at the paper's
   224 px, counted on the ``meta`` device so that no arithmetic is done) and
   :func:`cpu_latency` (batch-1 inference time per image on the CPU).
@@ -34,7 +34,6 @@ from ..models import build_model, count_flops, count_parameters
 from ..runs import long_predictions, train_all
 
 __all__ = [
-    "BASELINES",
     "PAPER_IMAGE_SIZE",
     "model_cost",
     "cpu_latency",
@@ -42,11 +41,6 @@ __all__ = [
     "baseline_summary",
 ]
 
-#: The paper's comparison models, in the order of its Table 2 (``models.build_model`` names).
-BASELINES: tuple[str, ...] = (
-    "lenet5", "alexnet", "vgg16", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
-    "squeezenet1_1", "densenet121", "xception", "googlenet",
-)
 #: The paper's input size (px), at which FLOPs are also reported.
 PAPER_IMAGE_SIZE = 224
 
@@ -137,7 +131,7 @@ def benchmark(configs: Mapping[str, object], *, cache_dir=None, progress: bool =
     """Train (or load from the run cache) every config and tabulate results, cost and time.
 
     Args:
-        configs: ``{model label: RunConfig}``, e.g. ``{m: runs.baseline_config(m) for m in BASELINES}``.
+        configs: ``{model label: RunConfig}``, e.g. ``{m: runs.baseline_config(m) for m in models.BASELINES}``.
         cache_dir: run cache folder (default: the profile's).
         progress: tqdm bars while decoding and training.
         verbose: print one line per model (its test accuracy and AUC, trained or loaded).

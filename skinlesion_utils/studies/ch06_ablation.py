@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..fusion import FUSIONS
 from ..metrics import CI_METRICS, ci_row, mean_sd_table, paired_comparison
-from ..profiles import profile as get_profile
+from ..profiles import as_profile
 from ..runs import ablation_config, long_predictions, train_all
 
 __all__ = [
@@ -65,7 +65,7 @@ def ablation(fusions: Sequence[str] = FUSIONS, seeds: Sequence[int] | None = Non
         ``predictions``: long table ``fusion, seed, id, y_true, y_score``. ``runs``:
         ``{(fusion, seed): Run}``.
     """
-    prof = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    prof = as_profile(profile)
     seeds = tuple(prof.seeds if seeds is None else seeds)
     if config_fn is None:
         def config_fn(fusion, seed):

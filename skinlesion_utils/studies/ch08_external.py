@@ -41,9 +41,9 @@ import pandas as pd
 from PIL import Image
 
 from .. import audit, data
-from ..data import CLASSES, ENV_DATA, DataError, to_rgb
+from ..data import CLASSES, ENV_DATA, DataError, inside_data_folder, to_rgb
 from ..metrics import ci_row, prediction_arrays, subset_mask
-from ..profiles import profile as get_profile
+from ..profiles import profile_name
 from ..results import results_dir
 from ..splits import require_columns
 
@@ -62,13 +62,6 @@ CHAPTER = "08_external_validation"
 _PAIR_COLUMNS = ["file_a", "file_b", "distance", "method"]
 
 
-def _profile_name(profile) -> str:
-    if profile is None:
-        return get_profile().name
-    return profile if isinstance(profile, str) else profile.name
-
-
-# =========================================================================== contamination
 def external_pairs(profile=None, external: str | None = None, *, threshold: int | None = None,
                    progress: bool = False, recompute: bool = False) -> pd.DataFrame:
     """Near-duplicate pairs ``isic_balanced`` ↔ external set: chapter 01's file, else computed.
@@ -104,7 +97,7 @@ def external_pairs(profile=None, external: str | None = None, *, threshold: int 
     ext_ids = set(data.get_spec(external).manifest_entries())
     pairs, source = None, "computed"
     if not recompute and thr <= audit.DEFAULT_THRESHOLD:
-        name = _profile_name(profile)
+        name = profile_name(profile)
         try:
             saved = audit.read_audit_pairs("external", name)
         except FileNotFoundError:
@@ -288,7 +281,7 @@ def write_demo_folder(sources: Sequence[tuple[str | os.PathLike, int]], dest: st
     """
     dest = Path(dest)
     data_root = os.environ.get(ENV_DATA)
-    if data_root and (dest.resolve() == Path(data_root).resolve() or Path(data_root).resolve() in dest.resolve().parents):
+    if inside_data_folder(dest):
         raise DataError(f"Refusing to write the demo folder {dest} inside the data folder {data_root} (read-only). "
                         "Fix: use a temporary folder, e.g. tempfile.mkdtemp().")
     if dest.exists() and any(dest.iterdir()):

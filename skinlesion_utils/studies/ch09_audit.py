@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import data, metrics, paper
+from .. import data, metrics, paper, verdicts
 from ..profiles import profile as get_profile
 from ..results import read_results, results_dir, results_root, write_results
 
@@ -112,6 +112,11 @@ PROFILES_READ = ("ci", "full")
 
 
 # =========================================================================== the declarative part
+def _relpath(profile: str, chapter: str, file: str) -> str:
+    """Where a results file lies, as the register names it: ``results/<profile>/<chapter>/<file>``."""
+    return f"results/{profile}/{chapter}/{file}"
+
+
 @dataclass(frozen=True)
 class Source:
     """Where one measurement lives: a chapter's results file and a key in it.
@@ -147,7 +152,7 @@ class Source:
 
     def relpath(self, profile: str) -> str:
         """``results/<profile>/<chapter>/<file>``."""
-        return f"results/{profile}/{self.chapter}/{self.file}"
+        return _relpath(profile, self.chapter, self.file)
 
     @property
     def key(self) -> str:
@@ -219,7 +224,8 @@ class PairedGain:
     what: str = ""
 
     def relpath(self, profile: str) -> str:
-        return f"results/{profile}/{self.chapter}/{self.file}"
+        """``results/<profile>/<chapter>/<file>``."""
+        return _relpath(profile, self.chapter, self.file)
 
     @property
     def key(self) -> str:
@@ -1024,7 +1030,7 @@ def claims_register(root=None, claims: dict | None = None, register: tuple[Entry
     for entry, pv in items:
         readings, broken = _entry_readings(entry, pv["unit"], profiles, root)
         if entry.derived is not None:
-            res = paper.check_accuracy(pv["value"], n_test)
+            res = verdicts.check_accuracy(pv["value"], n_test)
             inconsistent = (res["verdict"] == "inconsistent", res["detail"])
         else:
             subjects = pv.get("subjects", [entry.claim] if entry.claim else [])
@@ -1058,7 +1064,7 @@ def arithmetic_table(claims: dict | None = None) -> pd.DataFrame:
 
     Returns:
         :func:`skinlesion_utils.paper.arithmetic_checks` (``subject, check, printed, n, verdict,
-        detail``) followed by one :func:`skinlesion_utils.paper.check_accuracy` row per derived
+        detail``) followed by one :func:`skinlesion_utils.verdicts.check_accuracy` row per derived
         entry of :data:`REGISTER` (headline minus gain, on the test set's size).
     """
     d = claims if claims is not None else paper.load_claims()
@@ -1069,7 +1075,7 @@ def arithmetic_table(claims: dict | None = None) -> pd.DataFrame:
         if e.derived is None:
             continue
         pv = _paper_value(e, d)
-        r = paper.check_accuracy(pv["value"], n_test)
+        r = verdicts.check_accuracy(pv["value"], n_test)
         extra.append({"subject": f"{e.id} (= {pv['where'].removeprefix('implied: ')})", "check": r["check"],
                       "printed": pv["value"], "n": n_test, "verdict": r["verdict"], "detail": r["detail"]})
     return pd.concat([out, pd.DataFrame(extra, columns=out.columns)], ignore_index=True)
@@ -1454,15 +1460,3 @@ def save_audit(register: pd.DataFrame, arithmetic: pd.DataFrame, findings: pd.Da
     """
     return write_results(CHAPTER, {"claims": register, "arithmetic": arithmetic, "findings": findings},
                          profile=profile, root=root)
-
-
-def arithmetic_subject_id(subject: str) -> str:
-    """The register id an arithmetic check's ``subject`` speaks of: ``"Table 2: LeNet-5"`` →
-    ``"table2.lenet5"`` (the row's ``model_id``, else its printed name, as the register's cell ids
-    ``table<N>.<row>.<column>`` use), ``"headline.accuracy (v1)"`` → ``"headline.accuracy"``."""
-    if not subject.startswith("Table "):
-        return subject.split(" ")[0]
-    n, model = subject[len("Table "):].split(": ", 1)
-    rows = paper.load_claims()["tables"][n]["rows"]
-    ids = {r["model"]: r.get("model_id") or r["model"] for r in rows}
-    return f"table{n}.{ids[model]}"
