@@ -40,30 +40,39 @@ $(STAMP): pyproject.toml | $(PY)
 setup: $(STAMP)
 
 pytest: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	start=$$(date +%s)
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=5
+	echo "=== pytest: $$(( $$(date +%s) - start )) s"
 
 pairs: setup
 	$(PY) -m skinlesion_utils book check
 
 nbval: setup
-	# one chapter at a time, in order: later chapters load the runs earlier ones trained
+	# one chapter at a time, in order: later chapters load the runs earlier ones trained;
+	# --durations names each chapter's slowest cells (no cell may come near the cell timeout)
 	for nb in $(CHAPTERS_NB); do
 	  echo "=== nbval $$nb"
 	  start=$$(date +%s)
 	  SKINLESION_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
-	    --nbval-cell-timeout=1200 --nbval-sanitize-with .nbval_sanitize.cfg "$$nb"
+	    --nbval-cell-timeout=1200 --nbval-sanitize-with .nbval_sanitize.cfg --durations=3 "$$nb"
 	  echo "=== $$nb: $$(( $$(date +%s) - start )) s"
 	done
 
 student-check: setup
 	# every chapter's student copy runs top to bottom with its checks printing ❌; after nbval,
-	# so the copies load the runs the chapters trained instead of training them again
-	SKINLESION_PROFILE=ci SKINLESION_LAB_EXECUTE=all $(PY) -m pytest -q -p no:cacheprovider \
-	  tests/test_lab.py -k student_copy_executes
+	# so the copies load the runs the chapters trained instead of training them again. Nothing
+	# trains here, and most of a chapter's remaining work is single-threaded Python, so two
+	# copies run at once (pytest-xdist), each kernel with one thread.
+	start=$$(date +%s)
+	SKINLESION_PROFILE=ci SKINLESION_LAB_EXECUTE=all OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider \
+	  -n 2 tests/test_lab.py -k student_copy_executes --durations=10
+	echo "=== student-check: $$(( $$(date +%s) - start )) s"
 
 check-book: setup
 	rm -rf _build/html
+	start=$$(date +%s)
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
+	echo "=== check-book: $$(( $$(date +%s) - start )) s"
 
 test: pairs pytest nbval student-check check-book
 	@echo "make test: all checks passed"

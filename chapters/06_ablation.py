@@ -247,8 +247,10 @@ display(Markdown("\n".join(f"- **{r.fusion}**, seed {r.seed}: {r.reading}." for 
 # that produces them saturates: once one logit leads by ten or more, the weight of the other
 # level is below $5\times10^{-5}$ and its gradient is as small. Second, AdamW normalises each
 # parameter's step by the running size of its gradient, so a tiny but consistent gradient
-# still moves the logits by roughly the learning rate every step — over a few hundred steps
-# and a 1,024-wide hidden layer that is enough to drive a logit gap far beyond ten. SGD, whose
+# still moves the logits by roughly the learning rate every step, in the same direction, and
+# through a 1,024-wide hidden layer each step moves the logit gap by the summed steps of a
+# thousand weights — which is how even the few dozen steps of a `ci` run (epochs × batches per
+# epoch, from the settings above) can drive the gap far beyond ten. SGD, whose
 # steps shrink with the gradient, would stall near the edge instead of racing past it; a
 # temperature on the softmax, weight decay on the weight branch, or a lower learning rate for
 # it would all keep the weights in play. Whether the paper's models mixed their levels cannot

@@ -212,7 +212,7 @@ def _hash_image(path: Path, method: str, crops: tuple[float, ...]) -> np.ndarray
 
 def _check_method(method: str) -> None:
     if method not in HASH_METHODS:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown hash method {method!r}. Fix: use one of {HASH_METHODS} "
             "(or method='embedding' with a model in find_near_duplicates)."
         )
@@ -221,7 +221,7 @@ def _check_method(method: str) -> None:
 def _check_crops(crops: Sequence[float]) -> tuple[float, ...]:
     crops = tuple(float(c) for c in crops)
     if not crops or crops[0] != 1.0 or not all(0.5 <= c <= 1.0 for c in crops):
-        raise ValueError(
+        raise ConfigError(
             f"crops={crops!r}: expected the whole image first (1.0) followed by centre-crop "
             "fractions in [0.5, 1.0], e.g. (1.0, 0.95, 0.9)."
         )
@@ -371,7 +371,7 @@ def hash_pairs(a: HashTable, b: HashTable | None = None, threshold: int = DEFAUL
         DataFrame ``file_a, file_b, distance (int, bits), method`` sorted by distance.
     """
     if b is not None and (b.method != a.method or b.crops != a.crops):
-        raise ValueError(
+        raise ConfigError(
             f"Hash tables differ: a is {a.method!r} crops {a.crops}, b is {b.method!r} crops "
             f"{b.crops}. Fix: hash both sets with the same method and crops."
         )
@@ -432,9 +432,9 @@ def find_near_duplicates(
     """
     if method == "embedding":
         if model is None:
-            raise ValueError("method='embedding' needs model=<a torch.nn.Module feature extractor>.")
+            raise ConfigError("method='embedding' needs model=<a torch.nn.Module feature extractor>.")
         if threshold is None:
-            raise ValueError(
+            raise ConfigError(
                 "method='embedding' needs an explicit threshold (cosine distance 1 - cos, e.g. 0.02): "
                 "the scale depends on the model. Fix: look at nearest_neighbour_distances(..., "
                 "method='embedding', model=...) first and choose it from that distribution."
@@ -451,7 +451,7 @@ def find_near_duplicates(
     if threshold is None:
         threshold = DEFAULT_THRESHOLD * HASH_BITS[method] // HASH_BITS[DEFAULT_METHOD]
     if float(threshold) != int(threshold):
-        raise ValueError(f"threshold={threshold}: hash distances are whole bits; pass an integer.")
+        raise ConfigError(f"threshold={threshold}: hash distances are whole bits; pass an integer.")
     if not 0 <= threshold <= HASH_BITS[method]:  # checked before any image is hashed
         raise ConfigError(f"threshold={threshold} bits is outside 0..{HASH_BITS[method]} for method {method!r}. "
                           f"Fix: pass a threshold from 0 to {HASH_BITS[method]}.")
@@ -481,7 +481,7 @@ def nearest_neighbour_distances(
     ta = _as_table(paths_a, method, crops, progress)
     tb = ta if paths_b is None else _as_table(paths_b, method, crops, progress)
     if paths_b is None and len(ta) < 2:
-        raise ValueError("Need at least 2 images to find nearest neighbours within one set.")
+        raise ConfigError("Need at least 2 images to find nearest neighbours within one set.")
     wa, wb = _words(ta.bits), _words(tb.bits)
     best = np.empty(len(ta), dtype=np.int64)
     arg = np.empty(len(ta), dtype=np.int64)
@@ -613,10 +613,10 @@ def duplicate_clusters(pairs: pd.DataFrame, files: Sequence[str | os.PathLike]) 
     names = [str(f) for f in files]
     index = {f: i for i, f in enumerate(names)}
     if len(index) != len(names):
-        raise ValueError("files contains repeated entries. Fix: pass each file once (e.g. list(dict.fromkeys(files))).")
+        raise ConfigError("files contains repeated entries. Fix: pass each file once (e.g. list(dict.fromkeys(files))).")
     missing = sorted({str(f) for f in pd.concat([pairs["file_a"], pairs["file_b"]])} - set(index))
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{len(missing)} file(s) of the pairs are not in files, e.g. {missing[:3]}. Fix: pass the "
             "same list of files the pairs were computed from."
         )
@@ -682,9 +682,9 @@ def paired_distances(a: HashTable, b: HashTable) -> np.ndarray:
         ``int64 [N]`` distances in bits.
     """
     if len(a) != len(b):
-        raise ValueError(f"paired_distances needs tables of equal length, got {len(a)} and {len(b)}.")
+        raise ConfigError(f"paired_distances needs tables of equal length, got {len(a)} and {len(b)}.")
     if b.method != a.method or b.crops != a.crops:
-        raise ValueError(
+        raise ConfigError(
             f"Hash tables differ: a is {a.method!r} crops {a.crops}, b is {b.method!r} crops "
             f"{b.crops}. Fix: hash both sets with the same method and crops."
         )
@@ -802,7 +802,7 @@ def read_audit_pairs(which: str, profile: str) -> pd.DataFrame:
         FileNotFoundError: chapter 01 has not been run under this profile (says how to run it).
     """
     if which not in PAIRS_FILES:
-        raise ValueError(f"which={which!r}: expected one of {list(PAIRS_FILES)}.")
+        raise ConfigError(f"which={which!r}: expected one of {list(PAIRS_FILES)}.")
     path = results_dir(AUDIT_CHAPTER, profile) / PAIRS_FILES[which]
     if not path.is_file():
         raise FileNotFoundError(

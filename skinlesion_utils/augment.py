@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from .errors import ConfigError
 
 #: ImageNet channel statistics (RGB, for images scaled to [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,13 +51,13 @@ class AugmentConfig:
         for name in ("hflip", "vflip"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"AugmentConfig.{name} is a probability: expected 0..1, found {v}.")
+                raise ConfigError(f"AugmentConfig.{name} is a probability: expected 0..1, found {v}.")
         for name in ("shift", "rotation", "brightness", "contrast", "saturation"):
             v = getattr(self, name)
             if v < 0:
-                raise ValueError(f"AugmentConfig.{name} is a maximum: expected ≥ 0, found {v}.")
+                raise ConfigError(f"AugmentConfig.{name} is a maximum: expected ≥ 0, found {v}.")
         if self.shift >= 1:
-            raise ValueError(f"AugmentConfig.shift is a fraction of the side: expected < 1, found {self.shift}.")
+            raise ConfigError(f"AugmentConfig.shift is a fraction of the side: expected < 1, found {self.shift}.")
 
     @property
     def is_identity(self) -> bool:
@@ -86,11 +87,11 @@ def as_augment(augment) -> AugmentConfig:
         try:
             return AugmentConfig(**augment)
         except TypeError as exc:
-            raise ValueError(
+            raise ConfigError(
                 f"Unknown augmentation field in {augment}: {exc}. "
                 f"Valid fields: {', '.join(AugmentConfig.__dataclass_fields__)}."
             ) from None
-    raise ValueError(
+    raise ConfigError(
         f"augment must be an AugmentConfig, a dict of its fields, 'paper', 'none' or False; found {augment!r}."
     )
 

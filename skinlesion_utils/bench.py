@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .errors import ConfigError
 from .data import CLASSES, DataError, ImageTensorStore, decode_image, get_spec, locate
 from .metrics import auc_difference, classification_report, mcnemar, report_with_ci
 from .models import build_model
@@ -124,7 +125,7 @@ def training_throughput(
     """
 
     if mode not in MODES:
-        raise ValueError(f"Unknown mode {mode!r}; use one of {MODES}.")
+        raise ConfigError(f"Unknown mode {mode!r}; use one of {MODES}.")
     dev = resolve_device(device)
     torch.manual_seed(0)
     model = build_model(model_name, num_classes=2, **(model_kwargs or {})).to(dev).train()

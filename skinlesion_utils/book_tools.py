@@ -20,6 +20,7 @@ import re
 import time
 from pathlib import Path
 
+from .errors import ConfigError
 from .chapter import time_table
 from .lab import check_exercises
 from .results import write_text
@@ -174,7 +175,7 @@ def write_time_table(root: Path = ROOT) -> None:
     """Rewrite the lab guide's table of T4 estimates from ``chapter.estimated_minutes``."""
     stored = _stored_times_block(root)
     if stored is None:
-        raise ValueError(f"{root / LAB_TIMES} has no {TIMES_BEGIN!r} … {TIMES_END!r} markers to write between.")
+        raise ConfigError(f"{root / LAB_TIMES} has no {TIMES_BEGIN!r} … {TIMES_END!r} markers to write between.")
     path = root / LAB_TIMES
     text = path.read_text()
     new = text.replace(stored, _times_block(root))
@@ -192,6 +193,61 @@ def fix_badges(root: Path = ROOT) -> None:
         if new != text:
             write_text(py, new)
             print(f"updated {py.name}")
+
+
+_CONTROL = re.compile(r"\r|\n|\x1b\[A|[^\r\n\x1b]+|\x1b")
+
+
+def terminal_text(text: str) -> str:
+    """What a terminal shows after printing ``text``: ``\\r`` returns to the start of the line
+    (the next text replaces it), ``ESC[A`` moves up a line (tqdm's nested bars), ``\\n`` down.
+    A tqdm bar redrawn a thousand times leaves its last state only."""
+    rows, row, replace = [""], 0, False
+    for token in _CONTROL.findall(text):
+        if token == "\r":
+            replace = True
+        elif token == "\n":
+            row += 1
+            if row == len(rows):
+                rows.append("")
+            replace = False
+        elif token == "\x1b[A":
+            row = max(row - 1, 0)
+        elif token != "\x1b":
+            rows[row] = token if replace else rows[row] + token
+            replace = False
+    shown = [r.rstrip() for r in rows]
+    return "\n".join(r for r in shown[:-1] if r) + ("\n" if len(shown) > 1 else "") + shown[-1]
+
+
+def coalesce_streams(nb) -> int:
+    """Store each cell's console output as a terminal shows it, in place: consecutive stream
+    outputs of one name (``stdout``/``stderr``) become one, and text redrawn in place (a tqdm bar
+    updated hundreds of times, nested bars) keeps only its last state (:func:`terminal_text`) —
+    what nbconvert's ``coalesce_streams`` preprocessor does for ``\\r``, extended to tqdm's
+    cursor-up code. Chapter 04's cold training cell otherwise stores over a thousand outputs.
+
+    Returns:
+        how many outputs were removed.
+    """
+    removed = 0
+    for cell in nb.cells:
+        outputs = cell.get("outputs") or []
+        merged = []
+        for out in outputs:
+            last = merged[-1] if merged else None
+            if (out.get("output_type") == "stream" and last is not None and last.get("output_type") == "stream"
+                    and last.get("name") == out.get("name")):
+                last["text"] = last["text"] + out["text"]
+            else:
+                merged.append(out)
+        for out in merged:
+            if out.get("output_type") == "stream" and ("\r" in out["text"] or "\x1b[A" in out["text"]):
+                out["text"] = terminal_text(out["text"])
+        if outputs:
+            removed += len(outputs) - len(merged)
+            cell["outputs"] = merged
+    return removed
 
 
 def execute(paths: list[Path], profile: str = "ci", timeout: int = 3600) -> None:
@@ -214,5 +270,6 @@ def execute(paths: list[Path], profile: str = "ci", timeout: int = 3600) -> None
         start = time.time()
         print(f"executing {py.name} ({profile}) …", flush=True)
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
+        coalesce_streams(nb)
         jupytext.write(nb, py.with_suffix(".ipynb"), fmt="ipynb")
         print(f"  {py.name}: {time.time() - start:.0f} s", flush=True)

@@ -46,6 +46,7 @@ from scipy import ndimage as ndi
 from scipy.stats import spearmanr
 from torch import nn
 
+from .errors import ConfigError
 from .augment import normalise
 from .models import LeNet5, unwrap_model
 
@@ -96,7 +97,7 @@ def _method_class(method: str) -> type:
     methods = _methods()
     key = method.lower()
     if key not in methods:
-        raise ValueError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}.")
+        raise ConfigError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}.")
     return methods[key]
 
 
@@ -104,7 +105,7 @@ def _method_class(method: str) -> type:
 def _last_of(module: nn.Module, kind: type | tuple[type, ...]) -> nn.Module:
     found = [m for m in module.modules() if isinstance(m, kind)]
     if not found:
-        raise ValueError(f"{type(module).__name__} has no {kind} sub-module.")
+        raise ConfigError(f"{type(module).__name__} has no {kind} sub-module.")
     return found[-1]
 
 
@@ -172,14 +173,14 @@ def cam_target_layer(model: nn.Module, name: str | None = None) -> nn.Module:
             return inner.get_submodule(name)
         except AttributeError:
             tops = ", ".join(n for n, _ in inner.named_children())
-            raise ValueError(
+            raise ConfigError(
                 f"{type(inner).__name__} has no sub-module {name!r}. Expected a dotted path such as "
                 f"'layer4.2' or 'features.28'; its top-level modules are: {tops}. Fix: pick one of "
                 "them (print(model) shows the full tree), or name=None for the default layer."
             ) from None
     rule = _rule_for(inner)
     if rule is None:
-        raise ValueError(
+        raise ConfigError(
             f"cam_target_layer does not know the architecture {type(inner).__module__}."
             f"{type(inner).__name__}. Known: {_KNOWN}. Fix: pass the layer yourself "
             "(compute_cams(..., target_layer=model.<last conv block>)) or its dotted name "
@@ -197,7 +198,7 @@ def target_layer_name(model: nn.Module, layer: nn.Module) -> str:
     for n, m in unwrap_model(model).named_modules():
         if m is layer:
             return n
-    raise ValueError(
+    raise ConfigError(
         f"target_layer ({type(layer).__name__}) is not a sub-module of the model "
         f"({type(unwrap_model(model)).__name__}). Fix: take it from this model, e.g. "
         "cam_target_layer(model)."
@@ -231,7 +232,7 @@ def cam_map_size(model: nn.Module, image_size: int, target_layer: nn.Module | No
         finally:
             model.train(was_training)
     if not shapes or len(shapes[0]) != 4:
-        raise ValueError(f"The target layer's output is not a [B, C, h, w] map: {shapes[:1]}.")
+        raise ConfigError(f"The target layer's output is not a [B, C, h, w] map: {shapes[:1]}.")
     return int(shapes[0][2]), int(shapes[0][3])
 
 
@@ -248,17 +249,17 @@ def as_images(images) -> torch.Tensor:
     if x.ndim == 3:
         x = x.unsqueeze(0)
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(
+        raise ConfigError(
             f"images must be [N, 3, H, W] (uint8 RGB, like ImageTensorStore.images); found shape "
             f"{tuple(x.shape)}. Fix: for H×W×3 arrays use np.transpose(a, (0, 3, 1, 2))."
         )
     if x.dtype == torch.uint8:
         return x
     if not x.is_floating_point():
-        raise ValueError(f"images must be uint8 or float; found {x.dtype}.")
+        raise ConfigError(f"images must be uint8 or float; found {x.dtype}.")
     lo, hi = float(x.min()), float(x.max())
     if hi > 8.0 or (lo >= 0.0 and hi <= 1.0):
-        raise ValueError(
+        raise ConfigError(
             f"Float images are taken as the model's input, already ImageNet-normalised (values "
             f"roughly -2.1..2.6); these range {lo:.3g}..{hi:.3g}, which looks like raw pixel values. "
             "Fix: pass the uint8 images (ImageTensorStore.images) or "
@@ -293,7 +294,7 @@ def _targets_for(targets, n: int, softmax: bool = False) -> list | None:
         return [make(int(targets)) for _ in range(n)]
     targets = list(targets.tolist() if hasattr(targets, "tolist") else targets)
     if len(targets) != n:
-        raise ValueError(f"Got {len(targets)} targets for {n} images; pass one per image, one int, or None.")
+        raise ConfigError(f"Got {len(targets)} targets for {n} images; pass one per image, one int, or None.")
     return [make(int(t)) if isinstance(t, (int, np.integer)) else t for t in targets]
 
 
@@ -404,7 +405,7 @@ def compute_cams(
     """
     cam_class = _method_class(method)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
     x_all = as_images(images)
     layer = target_layer if target_layer is not None else cam_target_layer(model)
     target_layer_name(model, layer)  # fails early, with a clear message, for a foreign layer
@@ -433,7 +434,7 @@ def _resolve_layers(model: nn.Module, layers) -> dict[str, nn.Module]:
     if not isinstance(layers, dict):
         layers = {("default" if spec is None else str(spec)): spec for spec in layers}
     if not layers:
-        raise ValueError("layers is empty; pass e.g. {'default': None, 'layer3': 'layer3'}.")
+        raise ConfigError("layers is empty; pass e.g. {'default': None, 'layer3': 'layer3'}.")
     resolved: dict[str, nn.Module] = {}
     for name, spec in layers.items():
         layer = spec if isinstance(spec, nn.Module) else cam_target_layer(model, spec)
@@ -476,7 +477,7 @@ def compute_cams_layers(
         ``{name: float32 [N, R, R] in [0, 1]}`` (or ``(maps, logits)``), in the order of ``layers``.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
     resolved = _resolve_layers(model, layers)
     cls = _per_layer_class(method)
     x_all = as_images(images)
@@ -527,11 +528,11 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"ssim needs two maps of the same [H, W] shape; got {a.shape} and {b.shape}.")
+        raise ConfigError(f"ssim needs two maps of the same [H, W] shape; got {a.shape} and {b.shape}.")
     sigma, truncate = 1.5, 3.5
     pad = int(truncate * sigma + 0.5)
     if min(a.shape) <= 2 * pad:
-        raise ValueError(f"ssim needs maps larger than {2 * pad + 1} px per side; got {a.shape}.")
+        raise ConfigError(f"ssim needs maps larger than {2 * pad + 1} px per side; got {a.shape}.")
 
     def filt(x):
         return ndi.gaussian_filter(x, sigma=sigma, truncate=truncate, mode="reflect")
@@ -603,7 +604,7 @@ def _checked_blocks(model: nn.Module, blocks: Sequence[str] | None) -> list[str]
         try:
             inner.get_submodule(b)
         except AttributeError:
-            raise ValueError(
+            raise ConfigError(
                 f"No block {b!r} in {type(inner).__name__}; default_blocks(model) lists valid names."
             ) from None
     return blocks
@@ -686,7 +687,7 @@ def randomisation_check(
         (Spearman → ~0, SSIM falls) as the weights are destroyed.
     """
     if mode not in ("cascading", "independent"):
-        raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}.")
+        raise ConfigError(f"mode must be 'cascading' or 'independent', got {mode!r}.")
     layer_name, blocks, original, fixed = _randomisation_setup(model, images, target_layer, targets, blocks,
                                                                method, batch_size)
     rows: list[dict] = []
@@ -799,17 +800,17 @@ def _faithfulness_inputs(images, cams, targets, removal):
     cams = np.asarray(as_numpy(cams), dtype=np.float32)
     n = x_all.shape[0]
     if cams.shape != (n,) + tuple(x_all.shape[2:]):
-        raise ValueError(
+        raise ConfigError(
             f"cams must be [N, H, W] = {(n,) + tuple(x_all.shape[2:])} to match the images; found "
             f"{cams.shape}. Fix: compute them with compute_cams(model, images)."
         )
     removal = [int(r) for r in removal]
     if not removal or any(not 0 < r < 100 for r in removal):
-        raise ValueError(f"removal must be percentages strictly between 0 and 100; got {removal}.")
+        raise ConfigError(f"removal must be percentages strictly between 0 and 100; got {removal}.")
     if targets is not None and not isinstance(targets, (int, np.integer)):
         targets = [int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)]
         if len(targets) != n:
-            raise ValueError(f"Got {len(targets)} targets for {n} images; pass one per image, one int, or None.")
+            raise ConfigError(f"Got {len(targets)} targets for {n} images; pass one per image, one int, or None.")
     return x_all, cams, targets, removal
 
 

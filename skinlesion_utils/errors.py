@@ -11,7 +11,8 @@ working; the ``*NotFound`` members are also ``FileNotFoundError``.
 ==========================  ===========================================  ================
 class                       raised for                                   also importable
 ==========================  ===========================================  ================
-``ConfigError``             a setting out of range, an unknown name      ``profiles``
+``ConfigError``             a setting or argument out of range, of the   ``profiles``
+                            wrong shape or type, an unknown name
 ``DataError``               layout, class folders, images, downloads     ``data``
 ``ChecksumError``           a file's sha256 differs from the manifest    ``data``
 ``DataNotAvailableError``   data neither on disk nor downloadable        ``data``

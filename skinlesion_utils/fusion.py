@@ -66,6 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import ConfigError
 from .augment import normalise
 
 __all__ = [
@@ -125,7 +126,7 @@ class LevelAlign(nn.Module):
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
-            raise ValueError(
+            raise ConfigError(
                 f"upsample={upsample!r} is not supported; expected one of {UPSAMPLE_MODES} "
                 "(the paper's released code uses 'bilinear')."
             )
@@ -378,7 +379,7 @@ class ASFFText(AdaptiveFusion):
         """Per-image ω of ``w`` [N, 2] (see :func:`fusion_weight_summary`)."""
         n = w.shape[0]
         if w.ndim != 2 or w.shape[1] != 2:
-            raise ValueError(f"asff_text weights must be [N, 2]; found {tuple(w.shape)}.")
+            raise ConfigError(f"asff_text weights must be [N, 2]; found {tuple(w.shape)}.")
         share = w[:, 0]
         return pd.DataFrame({"layer3_share": share.numpy(), "layer3_max": share.numpy(),
                              "layer3_sd": np.zeros(n), "effective_n": np.full(n, np.nan)})
@@ -440,7 +441,7 @@ class ASFFCode(AdaptiveFusion):
         """Per-image statistics of the channel weights ``w`` [N, C], with the effective number
         of channels ``1 / Σ w²`` (see :func:`fusion_weight_summary`)."""
         if w.ndim != 2:
-            raise ValueError(f"asff_code weights must be [N, C]; found {tuple(w.shape)}.")
+            raise ConfigError(f"asff_code weights must be [N, C]; found {tuple(w.shape)}.")
         return pd.DataFrame({"layer3_share": w.mean(1).numpy(), "layer3_max": w.max(1).values.numpy(),
                              "layer3_sd": w.std(1).numpy(), "effective_n": (1.0 / (w ** 2).sum(1)).numpy()})
 
@@ -517,7 +518,7 @@ class ASFFSpatial(AdaptiveFusion):
         :func:`fusion_weight_summary`)."""
         n = w.shape[0]
         if w.ndim != 4 or w.shape[1] != 2:
-            raise ValueError(f"asff_spatial weights must be [N, 2, H, W]; found {tuple(w.shape)}.")
+            raise ConfigError(f"asff_spatial weights must be [N, 2, H, W]; found {tuple(w.shape)}.")
         a = w[:, 0].reshape(n, -1)
         sd = a.std(1) if a.shape[1] > 1 else torch.zeros(n, dtype=a.dtype)
         return pd.DataFrame({"layer3_share": a.mean(1).numpy(), "layer3_max": a.max(1).values.numpy(),
@@ -569,7 +570,7 @@ def fusion_weights(model: torch.nn.Module, store, batch_size: int = 128) -> torc
             w = getattr(model, "last_fusion_weights", None)
             if w is None:
                 name = getattr(model, "fusion_name", type(model).__name__)
-                raise ValueError(f"the model ({name}) keeps no fusion weights: only {ADAPTIVE_FUSIONS} learn "
+                raise ConfigError(f"the model ({name}) keeps no fusion weights: only {ADAPTIVE_FUSIONS} learn "
                                  "weights. Fix: pass a run of an adaptive fusion.")
             out.append(w.float().cpu())
     finally:
@@ -600,7 +601,7 @@ def fusion_weight_summary(weights: torch.Tensor, fusion: str) -> pd.DataFrame:
     w = weights.double()
     cls = FUSION_CLASSES.get(fusion)
     if cls is None or not cls.adaptive:
-        raise ValueError(f"fusion {fusion!r} learns no weights; expected one of {ADAPTIVE_FUSIONS}.")
+        raise ConfigError(f"fusion {fusion!r} learns no weights; expected one of {ADAPTIVE_FUSIONS}.")
     return cls.weight_summary(w)
 
 
@@ -631,7 +632,7 @@ def fusion_weight_table(runs: Mapping, store, fusions: Sequence[str] = ADAPTIVE_
         df.insert(0, "fusion", f)
         parts.append(df)
     if not parts:
-        raise ValueError(f"fusion_weight_table: no runs of {tuple(fusions)} among {sorted(runs)}.")
+        raise ConfigError(f"fusion_weight_table: no runs of {tuple(fusions)} among {sorted(runs)}.")
     return pd.concat(parts, ignore_index=True)
 
 
@@ -667,7 +668,7 @@ def fusion_weight_readings(table: pd.DataFrame, ignored_below: float = IGNORED_B
     """
     need = {"fusion", "seed", "y_true", "layer3_share", "effective_n"}
     if missing := need - set(table.columns):
-        raise ValueError(f"fusion_weight_readings: the table lacks {sorted(missing)}; pass the output of "
+        raise ConfigError(f"fusion_weight_readings: the table lacks {sorted(missing)}; pass the output of "
                          "fusion.fusion_weight_table.")
     rows = []
     for (f, seed), part in table.groupby(["fusion", "seed"], sort=False):
@@ -698,6 +699,6 @@ def fusion_weight_readings(table: pd.DataFrame, ignored_below: float = IGNORED_B
                                   f"{row['benign_mean']:.2f}, malignant {row['malignant_mean']:.2f})")
         rows.append(row)
     if not rows:
-        raise ValueError(f"fusion_weight_readings: no adaptive fusion in the table; found "
+        raise ConfigError(f"fusion_weight_readings: no adaptive fusion in the table; found "
                          f"{sorted(set(table['fusion']))}, expected some of {ADAPTIVE_FUSIONS}.")
     return pd.DataFrame(rows)

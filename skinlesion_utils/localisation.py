@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
+from .errors import ConfigError
 from .cam import as_numpy, cam_map_size, cam_target_layer, compute_cams, faithfulness, target_layer_name
 from .data import CLASSES, IMAGE_EXTENSIONS, DataError, ImageTensorStore, decode_image
 from .metrics import mean_ci
@@ -76,22 +77,22 @@ def localisation_score(
         ``mask_kind``.
     """
     if mask_kind not in MASK_KINDS:
-        raise ValueError(f"mask_kind must be one of {MASK_KINDS}, got {mask_kind!r}.")
+        raise ConfigError(f"mask_kind must be one of {MASK_KINDS}, got {mask_kind!r}.")
     c = as_numpy(cams).astype(np.float64)
     m = as_numpy(masks)
     if c.ndim == 2:
         c, m = c[None], m[None]
     if c.shape != m.shape or c.ndim != 3:
-        raise ValueError(
+        raise ConfigError(
             f"cams and masks must both be [N, H, W] with the same shape; found {c.shape} and {m.shape}. "
             "Fix: load the masks at the images' resolution (load_masks(..., resolution=R))."
         )
     if m.dtype != np.bool_:
         if not np.isin(np.unique(m), (0, 1)).all():
-            raise ValueError("masks must be boolean (or 0/1); threshold them first, e.g. masks > 127.")
+            raise ConfigError("masks must be boolean (or 0/1); threshold them first, e.g. masks > 127.")
         m = m.astype(bool)
     if np.any(c < 0) or not np.all(np.isfinite(c)):
-        raise ValueError("cams must be finite and non-negative (Grad-CAM maps after ReLU, in [0, 1]).")
+        raise ConfigError("cams must be finite and non-negative (Grad-CAM maps after ReLU, in [0, 1]).")
     hit_zone = m
     if tolerance_px > 0:
         yy, xx = np.mgrid[-tolerance_px:tolerance_px + 1, -tolerance_px:tolerance_px + 1]
@@ -256,7 +257,7 @@ def approximate_lesion_mask(image) -> np.ndarray:
     if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:
         a = a.transpose(1, 2, 0)
     if a.ndim != 3 or a.shape[-1] != 3 or a.dtype != np.uint8:
-        raise ValueError(
+        raise ConfigError(
             f"approximate_lesion_mask expects one uint8 RGB image [3, H, W] or [H, W, 3]; found "
             f"{a.dtype} {a.shape}. Fix: pass store.images[i]."
         )

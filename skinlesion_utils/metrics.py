@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn import metrics as skm
+from .errors import ConfigError
 
 __all__ = [
     "METRICS",
@@ -87,15 +88,15 @@ def _labels(y_true, name: str = "y_true") -> np.ndarray:
         y_true = y_true.detach().cpu().numpy()
     y = np.asarray(y_true)
     if y.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array of 0/1 labels [N], found shape {y.shape}.")
+        raise ConfigError(f"{name}: expected a 1-D array of 0/1 labels [N], found shape {y.shape}.")
     if y.size == 0:
-        raise ValueError(f"{name}: got no samples; pass at least one label.")
+        raise ConfigError(f"{name}: got no samples; pass at least one label.")
     if y.dtype == bool:
         return y.astype(np.int64)
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         found = np.unique(y[bad])[:5].tolist()
-        raise ValueError(
+        raise ConfigError(
             f"{name}: expected binary labels 0 (benign) / 1 (malignant), found values {found}. "
             "Map class names with `(labels == 'malignant').astype(int)`."
         )
@@ -108,22 +109,22 @@ def _scores(y_score, n: int, name: str = "y_score", probability: bool = True) ->
         y_score = y_score.detach().cpu().numpy()
     s = np.asarray(y_score, dtype=np.float64)
     if s.ndim == 2 and s.shape[1] == 2:
-        raise ValueError(
+        raise ConfigError(
             f"{name}: found shape {s.shape} (two columns). Pass P(malignant) only, "
             f"i.e. `{name}[:, 1]` of the softmax output."
         )
     if s.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array of scores [N], found shape {s.shape}.")
+        raise ConfigError(f"{name}: expected a 1-D array of scores [N], found shape {s.shape}.")
     if s.shape[0] != n:
-        raise ValueError(
+        raise ConfigError(
             f"{name}: has {s.shape[0]} entries but y_true has {n}; pass one score per image, "
             "in the same order."
         )
     if not np.all(np.isfinite(s)):
-        raise ValueError(f"{name}: contains NaN or inf; check the model output for the "
+        raise ConfigError(f"{name}: contains NaN or inf; check the model output for the "
                          f"{int((~np.isfinite(s)).sum())} affected images.")
     if probability and (s.min() < 0.0 or s.max() > 1.0):
-        raise ValueError(
+        raise ConfigError(
             f"{name}: expected probabilities P(malignant) in [0, 1], found range "
             f"[{s.min():.4g}, {s.max():.4g}]. Apply softmax (take column 1) or sigmoid to the "
             "logits first."
@@ -134,7 +135,7 @@ def _scores(y_score, n: int, name: str = "y_score", probability: bool = True) ->
 def _both_classes(y: np.ndarray, what: str) -> None:
     n_pos = int(y.sum())
     if n_pos == 0 or n_pos == y.size:
-        raise ValueError(
+        raise ConfigError(
             f"{what} needs both classes in y_true, found only "
             f"{'malignant (1)' if n_pos else 'benign (0)'} ({y.size} samples). "
             "Evaluate on a split that contains benign and malignant images."
@@ -144,7 +145,7 @@ def _both_classes(y: np.ndarray, what: str) -> None:
 def _canonical(metric: str) -> str:
     key = _ALIASES.get(metric.lower(), metric.lower())
     if key not in METRICS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown metric {metric!r}; expected one of {list(METRICS)} "
             f"(aliases {sorted(_ALIASES)}) or a callable f(y_true, y_score) -> float."
         )
@@ -165,7 +166,7 @@ def confusion(y_true, y_pred) -> dict[str, int]:
     y = _labels(y_true)
     p = _labels(y_pred, "y_pred")
     if p.shape != y.shape:
-        raise ValueError(f"y_pred has {p.size} entries but y_true has {y.size}; "
+        raise ConfigError(f"y_pred has {p.size} entries but y_true has {y.size}; "
                          "pass one prediction per image.")
     tn, fp, fn, tp = skm.confusion_matrix(y, p, labels=[0, 1]).ravel()
     return {"tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn)}
@@ -331,7 +332,7 @@ def bootstrap_samples(y_true, y_score, metric: str | Callable = "accuracy", n_bo
     y = _labels(y_true)
     s = _scores(y_score, y.size)
     if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}.")
+        raise ConfigError(f"n_boot must be >= 1, got {n_boot}.")
     idx = _draw_indices(y, n_boot, seed, stratified)
     if callable(metric):
         out = np.empty(n_boot)
@@ -345,7 +346,7 @@ def bootstrap_samples(y_true, y_score, metric: str | Callable = "accuracy", n_bo
 
 def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), e.g. 0.05 for a 95 % interval; got {alpha}.")
+        raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05 for a 95 % interval; got {alpha}.")
     if np.all(np.isnan(values)):
         return math.nan, math.nan
     lo, hi = np.nanpercentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
@@ -482,7 +483,7 @@ def mcnemar(y_true, pred_a, pred_b) -> dict:
     a = _labels(pred_a, "pred_a")
     bb = _labels(pred_b, "pred_b")
     if not (a.size == bb.size == y.size):
-        raise ValueError(f"y_true, pred_a, pred_b must have the same length, found "
+        raise ConfigError(f"y_true, pred_a, pred_b must have the same length, found "
                          f"{y.size}, {a.size}, {bb.size}; pass predictions on the same images.")
     ra, rb = a == y, bb == y
     table = np.array([[np.sum(ra & rb), np.sum(ra & ~rb)],
@@ -629,7 +630,7 @@ def subset_mask(predictions: pd.DataFrame, mask, name: str) -> np.ndarray:
     """
     m = np.asarray(mask)
     if m.dtype != bool or m.shape != (len(predictions),):
-        raise ValueError(f"subset {name!r}: expected a bool mask of length {len(predictions)} (one per row of the "
+        raise ConfigError(f"subset {name!r}: expected a bool mask of length {len(predictions)} (one per row of the "
                          f"predictions), found {m.dtype} of shape {m.shape}. Fix: e.g. flags['contaminated'].to_numpy().")
     return m
 
@@ -662,7 +663,7 @@ def metric_difference(predictions: pd.DataFrame, mask_a: Sequence[bool], mask_b:
     name = _canonical(metric)
     for label, m in (("a", a), ("b", b)):
         if not (0 < y[m].sum() < m.sum()):
-            raise ValueError(f"subset {label} needs both classes to compute {name}; it has {int(m.sum())} images, "
+            raise ConfigError(f"subset {label} needs both classes to compute {name}; it has {int(m.sum())} images, "
                              f"{int(y[m].sum())} malignant. Fix: use larger subsets or another metric.")
     counts = _counts(_draw_indices(y, n_boot, seed, True), y.size)
     va = _Resampled(y, s, counts * a, threshold).value(name)
@@ -697,7 +698,7 @@ def reliability_curve(y_true, y_score, n_bins: int = 10) -> pd.DataFrame:
     y = _labels(y_true)
     s = _scores(y_score, y.size)
     if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}.")
+        raise ConfigError(f"n_bins must be >= 1, got {n_bins}.")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ids = np.searchsorted(edges[1:-1], s)            # same rule as scikit-learn
     count = np.bincount(ids, minlength=n_bins)
@@ -746,9 +747,9 @@ def threshold_at_sensitivity(y_true, y_score, target: float = 0.95) -> float:
     y = _labels(y_true)
     s = _scores(y_score, y.size)
     if not 0.0 < target <= 1.0:
-        raise ValueError(f"target sensitivity must be in (0, 1], got {target}.")
+        raise ConfigError(f"target sensitivity must be in (0, 1], got {target}.")
     if y.sum() == 0:
-        raise ValueError("threshold_at_sensitivity needs malignant images (label 1) in y_true; "
+        raise ConfigError("threshold_at_sensitivity needs malignant images (label 1) in y_true; "
                          "found none.")
     pos_scores = np.sort(s[y == 1])[::-1]            # descending
     k = math.ceil(target * pos_scores.size - 1e-9)   # positives that must be caught
@@ -765,7 +766,7 @@ def specificity_at_threshold(y_true, y_score, threshold: float) -> float:
     s = _scores(y_score, y.size)
     neg = y == 0
     if not neg.any():
-        raise ValueError("specificity_at_threshold needs benign images (label 0); found none.")
+        raise ConfigError("specificity_at_threshold needs benign images (label 0); found none.")
     return float(np.mean(s[neg] < threshold))
 
 

@@ -15,6 +15,11 @@ What this module owns
   :func:`register_model` (as torchvision registers its builders); :func:`build_model` builds one
   by name and :func:`list_models` lists them. ImageNet weights on request, with one clear error
   when they cannot be downloaded (the offline message says how to fix it).
+* :func:`resnet50_keras_v1` – ResNet-50 as ``keras.applications.ResNet50`` builds it (the v1
+  design the paper's released code trains: stride in the first 1 × 1 convolution, convolutions
+  with biases, Keras's BatchNorm settings), registered as ``resnet50_keras_v1``: a *reference*
+  model, built by :func:`build_model` but outside the paper's comparison, so
+  :func:`list_models` leaves it out (chapter 03 measures it against torchvision's v1.5).
 * :func:`model_summary` / :func:`count_parameters` / :func:`count_flops` /
   :func:`min_input_size` – parameters, FLOPs (via :class:`torch.utils.flop_counter.FlopCounterMode`)
   and the smallest square input a model accepts; :func:`eval_no_grad` runs a block in eval mode
@@ -45,6 +50,9 @@ __all__ = [
     "ClassifierHead",
     "ASFFResNet50",
     "LeNet5",
+    "KERAS_BN_EPS",
+    "KERAS_BN_MOMENTUM",
+    "resnet50_keras_v1",
     "ModelEntry",
     "register_model",
     "build_model",
@@ -220,6 +228,9 @@ class ModelEntry:
         takes_head_hidden: ``head_hidden`` is accepted (every GAP → Linear model, and
             ``asff_resnet50``, for which it is the head's width).
         imagenet_weights: ImageNet weights exist (``pretrained=True`` is allowed).
+        reference: a reference architecture outside the paper's comparison (e.g.
+            ``resnet50_keras_v1``): :func:`build_model` builds it, :func:`list_models` lists it
+            only with ``references=True``.
     """
 
     builder: Callable[..., nn.Module]
@@ -227,6 +238,7 @@ class ModelEntry:
     gap_linear_head: bool = False
     takes_head_hidden: bool = False
     imagenet_weights: bool = True
+    reference: bool = False
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -239,6 +251,7 @@ def register_model(
     gap_linear_head: bool = False,
     takes_head_hidden: bool | None = None,
     imagenet_weights: bool = True,
+    reference: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder under ``name`` for :func:`build_model` (the torchvision way).
 
@@ -253,9 +266,9 @@ def register_model(
 
     def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
-            raise ValueError(f"A model named {name!r} is already registered.")
+            raise ConfigError(f"A model named {name!r} is already registered.")
         takes = gap_linear_head if takes_head_hidden is None else takes_head_hidden
-        _MODELS[name] = ModelEntry(builder, note, gap_linear_head, takes, imagenet_weights)
+        _MODELS[name] = ModelEntry(builder, note, gap_linear_head, takes, imagenet_weights, reference)
         return builder
 
     return register
@@ -276,9 +289,10 @@ BASELINES: tuple[str, ...] = (
 )
 
 
-def list_models() -> list[str]:
-    """Names accepted by :func:`build_model`, in the order of the paper's comparison."""
-    return list(_MODELS)
+def list_models(references: bool = False) -> list[str]:
+    """The models of the paper's comparison, in its order (every name :func:`build_model` accepts
+    when ``references=True``: the reference architectures such as ``resnet50_keras_v1`` last)."""
+    return [n for n, e in _MODELS.items() if references or not e.reference]
 
 
 def _get_submodule_parent(model: nn.Module, dotted: str) -> tuple[nn.Module, str]:
@@ -354,7 +368,7 @@ def _torchvision_pretrained(arch: str, pretrained: bool | str, model_name: str, 
         weights = enum[tag]
     except KeyError:
         valid = ", ".join(["DEFAULT", *enum.__members__])
-        raise ValueError(
+        raise ConfigError(
             f"{arch} has no weights named {tag!r}; valid: {valid} (or pretrained=True)."
         ) from None
     try:
@@ -465,6 +479,66 @@ def _asff_resnet50(num_classes: int, pretrained, head_hidden, **kw) -> nn.Module
     return ASFFResNet50(num_classes=num_classes, pretrained=pretrained, **kw)
 
 
+# --------------------------------------------------------------------------------------------
+# Keras's ResNet-50 (v1): the released code's backbone, rebuilt in PyTorch (chapter 03)
+# --------------------------------------------------------------------------------------------
+#: BatchNorm epsilon of ``keras.applications.ResNet50`` (keras/applications/resnet.py:
+#: ``layers.BatchNormalization(axis=bn_axis, epsilon=1.001e-5, ...)``; PyTorch's default is 1e-5).
+KERAS_BN_EPS = 1.001e-5
+#: Keras's BatchNormalization momentum 0.99 (its default) in PyTorch's convention. Keras keeps
+#: ``moving = 0.99·moving + 0.01·batch``; PyTorch's ``momentum`` weighs the *new* batch
+#: statistic, ``running = (1 − m)·running + m·batch``, so the same update is m = 0.01.
+KERAS_BN_MOMENTUM = 0.01
+
+
+def resnet50_keras_v1(num_classes: int = 1000, **kw) -> nn.Module:
+    """ResNet-50 as ``keras.applications.ResNet50`` builds it – He et al.'s v1 design, the body
+    of the paper's released code – made from torchvision's ResNet-50 (v1.5) by three changes
+    read in keras/applications/resnet.py (``block1`` / ``stack1``):
+
+    * the stride 2 of the first bottleneck of ``layer2`` … ``layer4`` sits in its first 1 × 1
+      convolution (``conv1``, Keras's ``_1_conv``), not in the 3 × 3 one (``conv2``), which
+      then has stride 1; the shortcut's 1 × 1 convolution keeps its stride 2 (as in both);
+    * every convolution has a bias (Keras's ``Conv2D`` default ``use_bias=True``; the biases
+      start at zero, Keras's default), although the BatchNorm after each removes it again;
+    * every BatchNorm has eps :data:`KERAS_BN_EPS` and momentum :data:`KERAS_BN_MOMENTUM`.
+
+    Keras's explicit zero padding (3 before the 7 × 7 convolution, 1 before the max-pool) equals
+    torchvision's ``padding`` there (the max-pool follows a ReLU, so padding with 0 or −∞ gives
+    the same maximum). Module names and weight shapes stay torchvision's, so a torchvision
+    state dict loads with ``strict=False`` (only the conv biases are missing), and so do the
+    map shapes: layer3 [B, 1024, S/16, S/16], layer4 [B, 2048, S/32, S/32] (1024 × 14 × 14
+    and 2048 × 7 × 7 at S = 224; 1024 × 4 × 4 and 2048 × 2 × 2 at 64 px).
+
+    ``x: float32 [B, 3, S, S]`` → logits ``float32 [B, num_classes]``. The initialisation is
+    torchvision's; no ImageNet weights exist for it here (Keras's are TensorFlow files), so it
+    is built to be counted and compared. Build it on ``torch.device("meta")`` to count
+    parameters and FLOPs without allocating memory.
+    """
+    import torchvision
+
+    model = torchvision.models.resnet50(weights=None, num_classes=num_classes, **kw)
+    for stage in (model.layer2, model.layer3, model.layer4):
+        first = stage[0]
+        first.conv1.stride, first.conv2.stride = first.conv2.stride, (1, 1)  # v1.5 → v1
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.bias is None:
+            w = m.weight
+            m.bias = nn.Parameter(torch.zeros(m.out_channels, device=w.device, dtype=w.dtype))
+        elif isinstance(m, nn.BatchNorm2d):
+            m.eps, m.momentum = KERAS_BN_EPS, KERAS_BN_MOMENTUM
+    return model
+
+
+@register_model("resnet50_keras_v1", "ResNet-50 v1 as Keras builds it (reference for chapter 03; no ImageNet weights)",
+                gap_linear_head=True, imagenet_weights=False, reference=True)
+def _resnet50_keras_v1(num_classes: int, pretrained, head_hidden, **kw) -> nn.Module:
+    model = resnet50_keras_v1(num_classes=num_classes, **kw)
+    if head_hidden:
+        _replace_head(model, "fc", num_classes, head_hidden)
+    return model
+
+
 def build_model(
     name: str,
     num_classes: int = 2,
@@ -477,9 +551,10 @@ def build_model(
     """Build a model of the paper's comparison by name.
 
     Args:
-        name: one of :func:`list_models` (``lenet5``, ``alexnet``, ``vgg16``, ``resnet34``,
-            ``resnet50``, ``resnet101``, ``mobilenet_v2``, ``squeezenet1_1``, ``densenet121``,
-            ``xception``, ``googlenet``, ``asff_resnet50``).
+        name: one of ``list_models(references=True)`` (``lenet5``, ``alexnet``, ``vgg16``,
+            ``resnet34``, ``resnet50``, ``resnet101``, ``mobilenet_v2``, ``squeezenet1_1``,
+            ``densenet121``, ``xception``, ``googlenet``, ``asff_resnet50`` and the reference
+            ``resnet50_keras_v1``).
         num_classes: outputs of the new classifier (2: benign, malignant).
         pretrained: ``True`` loads ImageNet weights (torchvision weights enum / timm; needs the
             internet once, then the file is cached under ``$TORCH_HOME``); a string picks a
@@ -502,7 +577,7 @@ def build_model(
     """
     key = name.strip().lower()
     if key not in _MODELS:
-        raise ConfigError(f"Unknown model {name!r}. Fix: use one of {', '.join(list_models())}.")
+        raise ConfigError(f"Unknown model {name!r}. Fix: use one of {', '.join(list_models(references=True))}.")
     entry = _MODELS[key]
     if pretrained and not entry.imagenet_weights:
         raise ConfigError(f"{key} has no ImageNet weights. Fix: use pretrained=False.")
@@ -511,7 +586,7 @@ def build_model(
                           "layer3 and layer4. Fix: drop the fusion, or use the model asff_resnet50.")
     if head_hidden and not entry.takes_head_hidden:
         gap_linear = sorted(n for n, e in _MODELS.items() if e.gap_linear_head)
-        raise ValueError(
+        raise ConfigError(
             f"head_hidden is only supported for models with a GAP → Linear classifier "
             f"({', '.join(gap_linear)}) and asff_resnet50; {key} keeps its own "
             "classifier (use head_hidden=None)."
@@ -589,7 +664,7 @@ def min_input_size(model: nn.Module, max_size: int = 512, in_channels: int = 3) 
         lo, hi = 1, 1  # invariant after the loop: hi accepted, every size < lo rejected
         while not _accepts(model, hi, in_channels):
             if hi >= max_size:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(model).__name__} rejects every square input up to {max_size}×{max_size}; "
                     "raise max_size or check the model."
                 )

@@ -56,6 +56,7 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import ConfigError
 from .verdicts import check_accuracy, check_gain, check_recall_specificity, row_consistency, to_percent
 from .errors import ClaimsError, ClaimsNotTranscribed  # noqa: F401 (re-exported)
 
@@ -111,7 +112,7 @@ def parse_number(text: str) -> float:
         ValueError: the text is not a number, with the text in the message.
     """
     if not isinstance(text, str):
-        raise ValueError(f"expected the number as a string (as printed), found {type(text).__name__} {text!r}; "
+        raise ConfigError(f"expected the number as a string (as printed), found {type(text).__name__} {text!r}; "
                          "write it in quotes in paper_claims.json.")
     s = text.strip().rstrip("%").strip()
     if _THOUSANDS.match(s):
@@ -119,7 +120,7 @@ def parse_number(text: str) -> float:
     try:
         return float(s)
     except ValueError:
-        raise ValueError(f"{text!r} is not a number; expected digits as printed, e.g. '93.182', '0.9670', "
+        raise ConfigError(f"{text!r} is not a number; expected digits as printed, e.g. '93.182', '0.9670', "
                          "'3,297' or '1e-5'.") from None
 
 
@@ -131,7 +132,7 @@ def decimals_of(text: str) -> int:
     try:
         return max(0, -Decimal(s).as_tuple().exponent)
     except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number; cannot count its decimals.") from None
+        raise ConfigError(f"{text!r} is not a number; cannot count its decimals.") from None
 
 
 def _cell_number(cell) -> float:
@@ -575,7 +576,7 @@ def _model_names(d: dict) -> list[str]:
 def _check_model(model_name: str, d: dict) -> None:
     names = _model_names(d)
     if model_name not in names:
-        raise ValueError(f"unknown model {model_name!r} for the paper's recipes; expected one of {names}.")
+        raise ConfigError(f"unknown model {model_name!r} for the paper's recipes; expected one of {names}.")
 
 
 def released_code_recipe(model_name: str, claims: dict | None = None) -> dict:
@@ -692,7 +693,7 @@ def recipe_table(claims: dict | None = None, recipe: str = "paper") -> dict[str,
             (:func:`released_code_recipe`, the released scripts).
     """
     if recipe not in RECIPE_SOURCES:
-        raise ValueError(f"unknown recipe {recipe!r}; expected one of {sorted(RECIPE_SOURCES)}.")
+        raise ConfigError(f"unknown recipe {recipe!r}; expected one of {sorted(RECIPE_SOURCES)}.")
     d = _data(claims)
     return {name: RECIPE_SOURCES[recipe](name, claims=d) for name in _model_names(d)}
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .errors import ConfigError
 from .metrics import expected_calibration_error, reliability_curve
 
 __all__ = [
@@ -59,7 +60,7 @@ def _as_hwc_uint8(img, index: int) -> np.ndarray:
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
-        raise ValueError(
+        raise ConfigError(
             f"image {index}: expected an RGB image shaped [3, H, W] or [H, W, 3] (or grey [H, W]), "
             f"found shape {tuple(a.shape)}. Pass uint8 tensors from ImageTensorStore.images or "
             "HxWx3 arrays from PIL (np.asarray(Image.open(path).convert('RGB')))."
@@ -108,16 +109,16 @@ def image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8,
         seq = list(images)
     n = len(seq)
     if n == 0:
-        raise ValueError("image_grid: got no images; pass at least one image.")
+        raise ConfigError("image_grid: got no images; pass at least one image.")
     if titles is not None:
         titles = list(titles)
         if len(titles) != n:
-            raise ValueError(
+            raise ConfigError(
                 f"image_grid: got {n} images but {len(titles)} titles; pass one title per image "
                 "or titles=None."
             )
     if ncols < 1:
-        raise ValueError(f"image_grid: ncols must be >= 1, got {ncols}.")
+        raise ConfigError(f"image_grid: ncols must be >= 1, got {ncols}.")
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     pics = [_as_hwc_uint8(img, i) for i, img in enumerate(seq)]
@@ -165,7 +166,7 @@ def _curves_dict(curves) -> dict:
     """Accept ``{name: (y_true, y_score)}`` or one ``(y_true, y_score)`` pair."""
     if isinstance(curves, Mapping):
         if not curves:
-            raise ValueError("got an empty dict of curves; pass {name: (y_true, y_score)}.")
+            raise ConfigError("got an empty dict of curves; pass {name: (y_true, y_score)}.")
         return dict(curves)
     if isinstance(curves, (tuple, list)) and len(curves) == 2:
         return {"model": tuple(curves)}
@@ -207,12 +208,12 @@ def plot_confusion(cm_or_y_true, y_pred=None, labels: Sequence[str] = ("benign",
     else:
         cm = _to_numpy(cm_or_y_true)
         if cm.ndim == 1:
-            raise ValueError("plot_confusion: got a 1-D array; pass a 2x2 matrix, or y_true "
+            raise ConfigError("plot_confusion: got a 1-D array; pass a 2x2 matrix, or y_true "
                              "together with y_pred.")
     cm = np.asarray(cm)
     k = len(labels)
     if cm.shape != (k, k):
-        raise ValueError(f"plot_confusion: expected a {k}x{k} matrix for labels {tuple(labels)}, "
+        raise ConfigError(f"plot_confusion: expected a {k}x{k} matrix for labels {tuple(labels)}, "
                          f"found shape {cm.shape}.")
     counts = cm.astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -225,7 +226,7 @@ def plot_confusion(cm_or_y_true, y_pred=None, labels: Sequence[str] = ("benign",
         elif normalize == "all":
             shown = counts / counts.sum()
         else:
-            raise ValueError(f"normalize must be None, 'true', 'pred' or 'all'; got {normalize!r}.")
+            raise ConfigError(f"normalize must be None, 'true', 'pred' or 'all'; got {normalize!r}.")
         row_pct = 100.0 * counts / counts.sum(1, keepdims=True)
 
     fig, ax = _new_or_given(ax, figsize=(3.8, 3.4))
@@ -379,7 +380,7 @@ def plot_training_curves(history, ax=None, title: str | None = None,
 
     df = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
     if len(df) == 0:
-        raise ValueError("plot_training_curves: the history is empty; train for at least one "
+        raise ConfigError("plot_training_curves: the history is empty; train for at least one "
                          "epoch first.")
     if "epoch" in df.columns:
         x = df["epoch"].to_numpy()
@@ -398,7 +399,7 @@ def plot_training_curves(history, ax=None, title: str | None = None,
             raise KeyError(f"plot_training_curves: metric columns {missing} not in the history; "
                            f"found {list(df.columns)}.")
     if not loss_cols and not metrics:
-        raise ValueError(
+        raise ConfigError(
             "plot_training_curves: found no loss column (name ending in 'loss') and no metric "
             f"column in {list(df.columns)}; expected e.g. train_loss, val_loss, val_accuracy."
         )
@@ -523,7 +524,7 @@ def plot_points_mean_sd(df, group: str, value: str, ax=None, order: Sequence[str
     for i, g in enumerate(groups):
         v = df.loc[df[group] == g, value].to_numpy(float)
         if v.size == 0:
-            raise ValueError(f"plot_points_mean_sd: group {g!r} has no rows in column {group!r}.")
+            raise ConfigError(f"plot_points_mean_sd: group {g!r} has no rows in column {group!r}.")
         pos = i + rng.uniform(-jitter, jitter, size=v.size)
         mean = float(np.mean(v))
         sd = float(np.std(v, ddof=ddof)) if v.size > ddof else 0.0
@@ -565,19 +566,19 @@ def overlay_cam(image, cam, alpha: float = 0.5) -> np.ndarray:
 
     img = _as_hwc_uint8(image, 0)
     if img.ndim != 3:
-        raise ValueError(f"overlay_cam: expected an RGB image [H, W, 3], found shape {img.shape}.")
+        raise ConfigError(f"overlay_cam: expected an RGB image [H, W, 3], found shape {img.shape}.")
     m = _to_numpy(cam).astype(np.float32)
     m = np.squeeze(m)
     if m.ndim != 2:
-        raise ValueError(f"overlay_cam: expected a 2-D cam [H, W], found shape {m.shape}.")
+        raise ConfigError(f"overlay_cam: expected a 2-D cam [H, W], found shape {m.shape}.")
     if not np.all(np.isfinite(m)) or m.min() < -1e-6 or m.max() > 1 + 1e-6:
-        raise ValueError(
+        raise ConfigError(
             f"overlay_cam: cam must be finite and in [0, 1], found range "
             f"[{np.nanmin(m):.3g}, {np.nanmax(m):.3g}]; normalise it first, "
             "e.g. (cam - cam.min()) / (cam.max() - cam.min() + 1e-8)."
         )
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"overlay_cam: alpha must be in [0, 1], got {alpha}.")
+        raise ConfigError(f"overlay_cam: alpha must be in [0, 1], got {alpha}.")
     m = np.clip(m, 0.0, 1.0)
     h, w = img.shape[:2]
     if m.shape != (h, w):
@@ -780,7 +781,7 @@ def plot_fusion_weight_histogram(samples, ax=None, title: str | None = None, bin
     else:
         axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
         if len(axes) != len(variants):
-            raise ValueError(f"plot_fusion_weight_histogram: {len(variants)} variants need {len(variants)} axes, got {len(axes)}.")
+            raise ConfigError(f"plot_fusion_weight_histogram: {len(variants)} variants need {len(variants)} axes, got {len(axes)}.")
         fig = axes[0].figure
     for axis, variant in zip(axes, variants):
         part = df[df["variant"] == variant]
@@ -831,7 +832,7 @@ def plot_fusion_weights_by_class(table, classes: Sequence[str] = ("benign", "mal
             "asff_spatial": ("layer3_share", "mean α over positions (layer-3 share)", (0, 1))}
     present = [f for f in spec if f in set(table["fusion"])]
     if not present:
-        raise ValueError(f"plot_fusion_weights_by_class: the table has no adaptive fusion; found "
+        raise ConfigError(f"plot_fusion_weights_by_class: the table has no adaptive fusion; found "
                          f"{sorted(set(table['fusion']))}.")
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.3), squeeze=False)
     for ax, f in zip(axes[0], present):

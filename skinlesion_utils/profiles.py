@@ -232,7 +232,7 @@ def t4_minutes(work) -> float:
     seconds = 0.0
     for model, images, kind in work:
         if kind not in ("train", "gradcam", "eval"):
-            raise ValueError(f"kind must be 'train', 'gradcam' or 'eval'; found {kind!r}.")
+            raise ConfigError(f"kind must be 'train', 'gradcam' or 'eval'; found {kind!r}.")
         if model not in T4_THROUGHPUT:
             raise KeyError(f"no T4 throughput for model {model!r}. Fix: add it to profiles.T4_THROUGHPUT with its source.")
         rate = T4_THROUGHPUT[model][0] * (FORWARDS_PER_TRAINING_STEP if kind == "eval" else 1)

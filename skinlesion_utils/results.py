@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 from . import __version__
-from .errors import FolderInUse
+from .errors import ConfigError, FolderInUse
 from .profiles import PROFILES, as_profile, profile_name
 
 ENV_RESULTS = "SKINLESION_RESULTS"
@@ -65,7 +65,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, newline: str | None
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open mode must be 'w' or 'wb'; found {mode!r}.")
+        raise ConfigError(f"atomic_open mode must be 'w' or 'wb'; found {mode!r}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -235,7 +235,7 @@ def results_dir(chapter: str, profile=None, root: str | os.PathLike | None = Non
     """
     name = profile_name(profile)
     if not chapter or "/" in chapter or not name or "/" in name:
-        raise ValueError(
+        raise ConfigError(
             f"results_dir({chapter!r}, {name!r}): expected a chapter stem like '01_dataset' and a "
             "profile name like 'ci'."
         )

@@ -234,7 +234,7 @@ class Run:
     def checkpoint(self, which: str = "last") -> Path:
         """Path of ``last.pt`` (the evaluated weights) or ``best.pt`` (best validation AUC)."""
         if which not in ("last", "best"):
-            raise ValueError(f"which must be 'last' or 'best'; found {which!r}.")
+            raise ConfigError(f"which must be 'last' or 'best'; found {which!r}.")
         return self.dir / f"{which}.pt"
 
     def load_model(self, which: str = "last", model_fn: Callable[[RunConfig], torch.nn.Module] | None = None,
@@ -500,6 +500,14 @@ def ablation_config(fusion: str, seed: int, profile=None, **overrides) -> RunCon
     return RunConfig.from_profile("asff_resnet50", {"fusion": fusion}, profile=prof, **base)
 
 
+#: Peak learning rates of the ``fast`` recipe that a baseline of chapter 02 overrides, each chosen
+#: on the validation split (never the test images) by
+#: :func:`skinlesion_utils.studies.ch02_baselines.lr_search`, whose table is stored under
+#: ``results/ci/02_baselines_lr_search/``. VGG-16 has no batch normalisation: at the recipe's 2e-3
+#: it stalls at a constant output within chapter 02's budget.
+BASELINE_LR: dict[str, float] = {"vgg16": 1e-4}
+
+
 def baseline_config(model: str, profile=None, seed: int | None = None, **overrides) -> RunConfig:
     """The benchmark config of one baseline (chapter 02): the ablation's protocol, another model.
 
@@ -513,10 +521,13 @@ def baseline_config(model: str, profile=None, seed: int | None = None, **overrid
         profile: a ``Profile`` or profile name (default: the active one).
         seed: training seed (default: the profile's first seed).
         **overrides: any :class:`RunConfig` field, e.g. ``recipe="paper"`` for the paper's
-            optimizer and learning rate.
+            optimizer and learning rate. Under the ``fast`` recipe a model of
+            :data:`BASELINE_LR` takes that learning rate unless ``lr`` is given.
     """
     prof = as_profile(profile)
     protocol = ablation_config("none", prof.seeds[0] if seed is None else seed, profile=prof)
+    if overrides.get("recipe", protocol.recipe) == "fast" and "lr" not in overrides and model in BASELINE_LR:
+        overrides["lr"] = BASELINE_LR[model]
     return replace(protocol, model=model, model_kwargs={}, **overrides)
 
 

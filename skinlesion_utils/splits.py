@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from .errors import ConfigError
 from .data import get_spec, labels_of, split_files
 
 
@@ -56,7 +57,7 @@ def stratified_subset(name: str, split: str | None, n: int, seed: int = 0) -> li
     """
     labels = split_labels(name, split)
     if not 2 <= n <= len(labels):
-        raise ValueError(
+        raise ConfigError(
             f"A subset of {n} images of {name}/{split or 'all'} is impossible: the split holds {len(labels)}. "
             f"Fix: choose n between 2 and {len(labels)}."
         )
@@ -78,7 +79,7 @@ def per_class_subset(labels, per_class: int, seed: int = 0) -> np.ndarray:
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         if len(idx) < per_class:
-            raise ValueError(f"class {c} has {len(idx)} images, fewer than per_class={per_class}.")
+            raise ConfigError(f"class {c} has {len(idx)} images, fewer than per_class={per_class}.")
         picks.append(rng.choice(idx, size=per_class, replace=False))
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
@@ -95,7 +96,7 @@ def train_val_split(store, val_fraction: float = 0.15, seed: int = 0):
         ``(train_store, val_store)``; both keep the class ratio of ``store`` (± 1 image).
     """
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1); found {val_fraction}.")
+        raise ConfigError(f"val_fraction must be in (0, 1); found {val_fraction}.")
     idx = np.arange(len(store))
     tr, va = train_test_split(idx, test_size=val_fraction, stratify=store.labels.numpy(), random_state=seed)
     return store.subset(np.sort(tr)), store.subset(np.sort(va))
@@ -126,21 +127,21 @@ def grouped_split(
     """
     require_columns(df, group_col, label_col)
     if not 0 < test_size <= 0.5:
-        raise ValueError(f"test_size={test_size}: expected a fraction in (0, 0.5], e.g. 0.2.")
+        raise ConfigError(f"test_size={test_size}: expected a fraction in (0, 0.5], e.g. 0.2.")
     n_missing = int(df[group_col].isna().sum())
     if n_missing:
-        raise ValueError(
+        raise ConfigError(
             f"{n_missing} row(s) have no {group_col!r}. A missing id would put possibly-related "
             "images on both sides. Fix: fill them, e.g. with duplicate clusters "
             "(duplicate_clusters(find_near_duplicates(files), files)) or one unique id per row "
             "if you know the images are unrelated."
         )
     if df[label_col].isna().any():
-        raise ValueError(f"Column {label_col!r} has missing labels. Fix: drop or label those rows first.")
+        raise ConfigError(f"Column {label_col!r} has missing labels. Fix: drop or label those rows first.")
     k = max(2, round(1 / test_size))
     n_groups = df[group_col].nunique()
     if n_groups < k:
-        raise ValueError(f"Only {n_groups} distinct {group_col!r} value(s); need at least {k} groups for test_size={test_size}.")
+        raise ConfigError(f"Only {n_groups} distinct {group_col!r} value(s); need at least {k} groups for test_size={test_size}.")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     y = pd.factorize(df[label_col], sort=True)[0]
     groups = pd.factorize(df[group_col], sort=True)[0]
@@ -181,7 +182,7 @@ def balanced_sample(
     """
     require_columns(df, label_col)
     if n_per_class is not None and ratio is not None:
-        raise ValueError("Give n_per_class or ratio, not both.")
+        raise ConfigError("Give n_per_class or ratio, not both.")
     counts = df[label_col].value_counts().sort_index()
     labels = list(counts.index)
     if isinstance(n_per_class, Mapping) or isinstance(ratio, Mapping):
@@ -189,14 +190,14 @@ def balanced_sample(
         unknown = [k for k in given if k not in counts.index]
         absent = [k for k in labels if k not in given]
         if unknown or absent:
-            raise ValueError(
+            raise ConfigError(
                 f"Classes {list(given)} do not match the table's classes {labels} "
                 f"(unknown: {unknown}, not given: {absent}). Fix: give one entry per class."
             )
     if ratio is not None:
         w = pd.Series({k: float(ratio[k]) for k in labels})
         if (w <= 0).any():
-            raise ValueError(f"ratio weights must be positive, got {dict(w)}.")
+            raise ConfigError(f"ratio weights must be positive, got {dict(w)}.")
         scale = float((counts / w).min())  # the class that runs out first sets the size
         want = {k: int(np.floor(w[k] * scale + 1e-9)) for k in labels}
     elif n_per_class is None:
@@ -207,7 +208,7 @@ def balanced_sample(
         want = {k: int(n_per_class) for k in labels}
     short = {k: (want[k], int(counts[k])) for k in labels if want[k] > counts[k] or want[k] < 0}
     if short:
-        raise ValueError(
+        raise ConfigError(
             "Cannot draw that many rows: "
             + ", ".join(f"class {k!r} wants {w} but has {c}" for k, (w, c) in short.items())
             + ". Fix: lower n_per_class (or use ratio=...)."

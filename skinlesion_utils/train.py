@@ -221,7 +221,7 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
     try:
         return RECIPES[recipe]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown recipe {recipe!r}. Valid recipes: {', '.join(RECIPES)}. "
             "Fix: pass one of these names, or a Recipe object."
         ) from None
@@ -255,7 +255,7 @@ def make_optimizer(model: nn.Module, recipe: Recipe, lr: float | None = None) ->
         return torch.optim.Adam(groups, lr=lr, fused=fused or None)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
-    raise ValueError(f"Unknown optimizer {recipe.optimizer!r} in recipe {recipe.name!r}; use adam, adamw or sgd.")
+    raise ConfigError(f"Unknown optimizer {recipe.optimizer!r} in recipe {recipe.name!r}; use adam, adamw or sgd.")
 
 
 def make_scheduler(optimizer, recipe: Recipe, total_steps: int, lr: float | None = None):
@@ -268,7 +268,7 @@ def make_scheduler(optimizer, recipe: Recipe, total_steps: int, lr: float | None
     ``constant``: ``lr`` throughout.
     """
     if recipe.schedule not in ("onecycle", "cosine", "constant"):
-        raise ValueError(f"Unknown schedule {recipe.schedule!r} in recipe {recipe.name!r}; use constant, onecycle or cosine.")
+        raise ConfigError(f"Unknown schedule {recipe.schedule!r} in recipe {recipe.name!r}; use constant, onecycle or cosine.")
     warmup = recipe.warmup_fraction if recipe.schedule == "onecycle" else 0.0
     start, end = (1 / 25, 1e-4) if recipe.schedule == "onecycle" else (1.0, 0.0)
     if recipe.schedule == "constant":
@@ -374,7 +374,7 @@ def resolve_amp(amp: str | bool | None, device: torch.device) -> torch.dtype | N
     if amp == "fp16":
         return torch.float16
     if amp not in ("auto", True):
-        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off'; found {amp!r}.")
+        raise ConfigError(f"amp must be 'auto', 'bf16', 'fp16' or 'off'; found {amp!r}.")
     return amp_for_device(device)
 
 
@@ -554,11 +554,11 @@ def _plan(model, train_store, place: _Placement, *, recipe, epochs, batch_size, 
         if value < 1:
             raise ConfigError(f"{name} must be >= 1; found {value}. Fix: pass {name}=1 or more.")
     if batch_size % place.world:
-        raise ValueError(f"batch_size {batch_size} is not divisible by the {place.world} processes. "
+        raise ConfigError(f"batch_size {batch_size} is not divisible by the {place.world} processes. "
                          f"Fix: use a multiple of {place.world}.")
     n = len(train_store.labels)
     if n < 2:
-        raise ValueError(f"The training store holds {n} image(s); at least 2 are needed.")
+        raise ConfigError(f"The training store holds {n} image(s); at least 2 are needed.")
     # Sharding: pad the permutation to a multiple of the world size (DistributedSampler style).
     per_rank = math.ceil(n / place.world)
     rank_batch = batch_size // place.world

@@ -24,6 +24,7 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+from .errors import ConfigError
 
 __all__ = [
     "achievable_accuracies",
@@ -53,7 +54,7 @@ def _decimals_of(value) -> int:
 def _percent(value, name: str) -> float:
     v = float(value)
     if not 0.0 <= v <= 100.0:
-        raise ValueError(f"{name}: expected a percentage in [0, 100] as printed in the paper, "
+        raise ConfigError(f"{name}: expected a percentage in [0, 100] as printed in the paper, "
                          f"found {value!r}.")
     return v
 
@@ -67,7 +68,7 @@ def _rounds_to(exact_percent: np.ndarray | float, value: float, decimals: int) -
 def achievable_accuracies(n: int) -> np.ndarray:
     """All accuracies possible on ``n`` images: ``100 * k / n`` for ``k = 0..n``, percent [n+1]."""
     if int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer (number of test images), got {n!r}.")
+        raise ConfigError(f"n must be a positive integer (number of test images), got {n!r}.")
     return 100.0 * np.arange(int(n) + 1) / int(n)
 
 
@@ -119,7 +120,7 @@ def accuracy_from_recall_specificity(recall, specificity, n_pos: int, n_neg: int
     sp = _percent(specificity, "specificity")
     n_pos, n_neg = int(n_pos), int(n_neg)
     if n_pos < 1 or n_neg < 1:
-        raise ValueError(f"n_pos and n_neg must be positive image counts, got {n_pos}, {n_neg}.")
+        raise ConfigError(f"n_pos and n_neg must be positive image counts, got {n_pos}, {n_neg}.")
     dr = _decimals_of(recall) if decimals is None else int(decimals)
     ds = _decimals_of(specificity) if decimals is None else int(decimals)
     tps = np.flatnonzero(_rounds_to(100.0 * np.arange(n_pos + 1) / n_pos, r, dr))
@@ -163,7 +164,7 @@ def achievability_table(printed: Mapping[str, str | float], n: int) -> pd.DataFr
         ``gap`` (printed − nearest achievable, percentage points).
     """
     if not isinstance(printed, Mapping) or not printed:
-        raise ValueError("printed: expected a non-empty dict {subject: percentage as printed}, e.g. "
+        raise ConfigError("printed: expected a non-empty dict {subject: percentage as printed}, e.g. "
                          f"{{'headline': '93.182'}}; found {type(printed).__name__}.")
     n = int(n)
     acc = achievable_accuracies(n)
@@ -308,7 +309,7 @@ def printed_row(tp: int, tn: int, n_pos: int, n_neg: int, decimals: int = 3) -> 
     places) for ``tp`` of ``n_pos`` positives and ``tn`` of ``n_neg`` negatives right: the row
     that :func:`row_consistency` must find ``consistent`` (chapter 05 works one by hand)."""
     if not (0 < tp <= n_pos and 0 <= tn <= n_neg):
-        raise ValueError(f"printed_row needs 0 < tp <= n_pos and 0 <= tn <= n_neg (precision and F1 are "
+        raise ConfigError(f"printed_row needs 0 < tp <= n_pos and 0 <= tn <= n_neg (precision and F1 are "
                          f"undefined without a true positive), got tp={tp}, tn={tn}, n_pos={n_pos}, n_neg={n_neg}.")
     fp = n_neg - tn
     precision = tp / (tp + fp)
@@ -324,7 +325,7 @@ def to_percent(printed: str, unit: str = "%") -> str:
     if unit == "%":
         return str(printed)
     if unit != "fraction":
-        raise ValueError(f"unit must be '%' or 'fraction', got {unit!r}.")
+        raise ConfigError(f"unit must be '%' or 'fraction', got {unit!r}.")
     return format(Decimal(str(printed).strip()).scaleb(2), "f")
 
 
@@ -372,7 +373,7 @@ def matching_matrices(row: Mapping[str, str], n_pos: int, n_neg: int, average: s
         DataFrame with ``tp``, ``tn`` and the exact metrics (percent) of each fitting matrix.
     """
     if average not in ("binary", "weighted"):
-        raise ValueError(f"average must be 'binary' or 'weighted', got {average!r}.")
+        raise ConfigError(f"average must be 'binary' or 'weighted', got {average!r}.")
     g = _grid_metrics(int(n_pos), int(n_neg), average)
     ok = np.ones(g["tp"].shape, dtype=bool)
     for col in ROW_COLUMNS:
@@ -470,7 +471,7 @@ def row_consistency(rows: pd.DataFrame, n_pos: int, n_neg: int, unit: str = "%")
     """
     missing = [c for c in ROW_COLUMNS if c not in rows.columns]
     if missing:
-        raise ValueError(f"rows lacks the columns {missing}; expected {list(ROW_COLUMNS)} as printed.")
+        raise ConfigError(f"rows lacks the columns {missing}; expected {list(ROW_COLUMNS)} as printed.")
     out = []
     for name, r in rows.iterrows():
         cells = {c: to_percent(r[c], unit) for c in ROW_COLUMNS}

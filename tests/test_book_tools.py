@@ -115,3 +115,33 @@ def test_chapter_header_silences_the_ipywidgets_warning_of_tqdm(monkeypatch, cap
         warnings.warn("IProgress not found. Please update jupyter and ipywidgets.", TqdmWarning)
         warnings.warn("another warning", TqdmWarning)
     assert [str(w.message) for w in caught] == ["another warning"]
+
+
+# ----------------------------------------------------------- stored console output, as a terminal shows it
+def test_terminal_text_keeps_the_last_state_of_redrawn_and_nested_bars():
+    from skinlesion_utils.book_tools import terminal_text
+
+    assert terminal_text("x 1%\rx 50%\rx 100%\n") == "x 100%\n"
+    assert terminal_text("a\rb\nc") == "b\nc"
+    assert terminal_text("plain line\n") == "plain line\n"
+    # tqdm's nested bars: the inner bar is drawn one line down, then the cursor goes back up (ESC[A)
+    nested = ("\router 0/2\n\rinner 0/3\x1b[A\n\rinner 3/3\x1b[A\router 1/2\n\r         \x1b[A\router 2/2\n")
+    assert terminal_text(nested) == "outer 2/2\n"
+
+
+def test_coalesce_streams_merges_consecutive_streams_and_leaves_the_rest(tmp_path):
+    import nbformat
+
+    from skinlesion_utils.book_tools import coalesce_streams
+
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=f"\rbar {i}/100") for i in range(101)]
+    cell.outputs += [nbformat.v4.new_output("stream", name="stdout", text="done\n"),
+                     nbformat.v4.new_output("execute_result", data={"text/plain": "42"}, execution_count=1),
+                     nbformat.v4.new_output("stream", name="stdout", text="after\n")]
+    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_markdown_cell("text")])
+    assert coalesce_streams(nb) == 100
+    kinds = [(o.output_type, o.get("name")) for o in nb.cells[0].outputs]
+    assert kinds == [("stream", "stderr"), ("stream", "stdout"), ("execute_result", None), ("stream", "stdout")]
+    assert nb.cells[0].outputs[0].text == "bar 100/100" and nb.cells[0].outputs[3].text == "after\n"
+    nbformat.validate(nb)

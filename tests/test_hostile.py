@@ -728,3 +728,31 @@ def test_second_writer_is_refused_naming_the_first_and_the_lock_dies_with_it(cap
         pass
     with pytest.raises(errors.RunNotFound):
         R.Run(folder)
+
+
+# ------------------------------------------------------------------ one exception family, everywhere
+def test_the_package_raises_no_plain_value_error():
+    """Every anticipated error is a SkinlesionError (a ValueError subclass), so the command line
+    turns it into one line and API callers catch one family; a plain ``ValueError`` would print
+    a traceback from the command line."""
+    import ast
+
+    package = Path(errors.__file__).parent
+    plain = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                call = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(call, ast.Name) and call.id == "ValueError":
+                    plain.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not plain, f"raise ConfigError (or another errors.* class) instead of ValueError at {plain}"
+
+
+def test_an_api_argument_error_is_a_skinlesion_error_and_still_a_value_error():
+    """A former plain ValueError deep inside (metrics given two score columns) is now one of the
+    family the command line prints as one line, and code catching ValueError still catches it."""
+    from skinlesion_utils import metrics
+
+    with pytest.raises(errors.ConfigError, match=r"two columns\)\. Pass P\(malignant\) only") as info:
+        metrics.classification_report(np.array([0, 1]), np.array([[0.2, 0.8], [0.3, 0.7]]))
+    assert isinstance(info.value, errors.SkinlesionError) and isinstance(info.value, ValueError)

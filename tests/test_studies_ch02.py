@@ -51,6 +51,38 @@ def test_baseline_config_uses_the_bench_budget_of_the_profile():
     assert runs.settings_table({"full": full}).loc["full", "train_images"] == "all"
 
 
+def test_vgg16_takes_the_learning_rate_chosen_on_validation_only_under_the_fast_recipe():
+    assert runs.BASELINE_LR == {"vgg16": 1e-4}
+    assert runs.baseline_config("vgg16", profile="ci").lr == 1e-4
+    assert runs.baseline_config("vgg16", profile="full").lr == 1e-4
+    assert runs.baseline_config("vgg16", profile="ci", lr=3e-4).lr == 3e-4  # an explicit lr wins
+    assert runs.baseline_config("vgg16", profile="ci", recipe="paper").lr is None  # Table 1's row decides
+    assert runs.resolved_recipe(runs.baseline_config("vgg16", profile="ci", recipe="paper")).lr == 1e-4  # SGD 1e-4
+    assert all(runs.baseline_config(m, profile="ci").lr is None for m in models.BASELINES if m != "vgg16")
+    # the stored search chose the lr that BASELINE_LR holds, and its chosen run is the one chapter 02 trains
+    stored = results.read_results(B.LR_SEARCH_CHAPTER, "lr_search_vgg16", profile="ci", root=ROOT)
+    assert stored["chosen"].sum() == 1 and stored["val_auc"].idxmax() == 1e-4
+    assert stored.loc[1e-4, "key"] == runs.baseline_config("vgg16", profile="ci").key()
+    assert 2e-3 in stored.index  # the recipe's own lr is the reference row
+
+
+@needs_data
+def test_lr_search_ranks_on_validation_and_save_refuses_a_choice_runs_does_not_hold(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINLESION_RESULTS", str(tmp_path / "results"))
+    small = profile("ci").with_(bench_image_size=16, bench_epochs=1, bench_train_images=120)
+    table = B.lr_search("lenet5", (1e-2, 1e-3, 1e-2), profile=small, cache_dir=tmp_path / "cache")
+    assert list(table.index) == [1e-2, 1e-3]  # duplicates dropped, largest first
+    assert table["chosen"].sum() == 1 and table.loc[table["chosen"]].index[0] == table["val_auc"].idxmax()
+    assert table["key"].nunique() == 2 and (table["epochs"] == 1).all()
+    run = runs.Run(tmp_path / "cache" / "runs" / table.loc[1e-3, "key"])
+    assert run.history.iloc[-1]["val_auc"] == table.loc[1e-3, "val_auc"]  # read from the run's own history
+    with pytest.raises(ValueError, match=r"runs.BASELINE_LR says None\. Fix: set runs.BASELINE_LR\['lenet5'\]"):
+        B.save_lr_search("lenet5", (1e-2, 1e-3), profile=small, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "results").exists()  # nothing stored when the choice is not the one in runs
+    with pytest.raises(ValueError, match="at least one learning rate"):
+        B.lr_search("lenet5", (), profile=small, cache_dir=tmp_path / "cache")
+
+
 @pytest.mark.parametrize("name", ["lenet5", "squeezenet1_1", "alexnet"])
 def test_model_cost_on_meta_device_equals_a_real_count(name):
     cfg = runs.baseline_config(name, profile="ci")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance
 
+from ..errors import ConfigError
 from .. import data, plots
 from ..audit import DEFAULT_CROPS, DEFAULT_METHOD, HashTable, as_paths, compute_hashes, forget_hashes, paired_distances
 from ..data import to_rgb
@@ -89,7 +90,7 @@ def copy_distances(
     names = list(COPY_TRANSFORMS) if transforms is None else list(transforms)
     unknown = [t for t in names if t not in COPY_TRANSFORMS]
     if unknown:
-        raise ValueError(f"Unknown transform(s) {unknown}. Fix: use names from {list(COPY_TRANSFORMS)}.")
+        raise ConfigError(f"Unknown transform(s) {unknown}. Fix: use names from {list(COPY_TRANSFORMS)}.")
     files = as_paths(paths)
     originals = compute_hashes(files, method, crops=crops, progress=progress)
     rows_file, rows_kind, copies = [], [], []
@@ -169,9 +170,9 @@ def pair_gallery(
         of ``pairs``).
     """
     if pairs.empty:
-        raise ValueError("pair_gallery: no pairs to show. Fix: pass at least one row of a pair table.")
+        raise ConfigError("pair_gallery: no pairs to show. Fix: pass at least one row of a pair table.")
     if ncols % 2:
-        raise ValueError(f"pair_gallery: ncols={ncols} must be even so that the two images of a pair share a row.")
+        raise ConfigError(f"pair_gallery: ncols={ncols} must be even so that the two images of a pair share a row.")
     root_a = Path(root_a)
     root_b = root_a if root_b is None else Path(root_b)
     images, titles = [], []

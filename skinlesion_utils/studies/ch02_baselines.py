@@ -13,6 +13,9 @@ What this module owns
   and collect one row per model: accuracy, precision, recall, specificity, F1 and ROC AUC with
   stratified-bootstrap 95 % intervals (:func:`skinlesion_utils.metrics.ci_row`), PR AUC,
   parameters, FLOPs, CPU latency, training time; plus every test prediction (long table).
+* :func:`lr_search` — the learning rates a baseline was tried with under the ``fast`` recipe and
+  the one chosen on the validation split (``runs.BASELINE_LR`` holds the choices; the table is
+  stored under ``results/<profile>/02_baselines_lr_search/`` by :func:`save_lr_search`).
 * :func:`baseline_summary` — the page's view of a stored ``baselines`` table (another profile's,
   via :func:`skinlesion_utils.results.other_profiles`).
 
@@ -29,9 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import ConfigError
 from ..metrics import CI_METRICS, ci_row, ci_strings
 from ..models import build_model, count_flops, count_parameters
-from ..runs import long_predictions, train_all
+from ..results import save
+from ..runs import BASELINE_LR, baseline_config, long_predictions, train_all
 
 __all__ = [
     "PAPER_IMAGE_SIZE",
@@ -39,6 +44,9 @@ __all__ = [
     "cpu_latency",
     "benchmark",
     "baseline_summary",
+    "LR_SEARCH_CHAPTER",
+    "lr_search",
+    "save_lr_search",
 ]
 
 #: The paper's input size (px), at which FLOPs are also reported.
@@ -168,6 +176,56 @@ def benchmark(configs: Mapping[str, object], *, cache_dir=None, progress: bool =
     table = pd.DataFrame(rows).set_index("model")
     preds = long_predictions(runs, lambda label: {"model": label})
     return table, preds
+
+
+#: The results folder of :func:`save_lr_search` (beside chapter 02's own).
+LR_SEARCH_CHAPTER = "02_baselines_lr_search"
+
+
+def lr_search(model: str, lrs, *, profile=None, cache_dir=None, progress: bool = False) -> pd.DataFrame:
+    """Train ``model`` under chapter 02's protocol once per peak learning rate of the ``fast``
+    recipe and rank the runs on the validation split (the test images are never looked at).
+
+    Args:
+        model: a baseline name (``models.BASELINES``).
+        lrs: the learning rates to try (include the recipe's own, 2e-3, as the reference).
+        profile, cache_dir, progress: as :func:`benchmark`; the runs land in the ordinary run
+            cache, so the chosen one is the very run chapter 02 trains. Every run is evaluated on
+            the test images once, as every run is, but nothing here reads or prints those numbers.
+
+    Returns:
+        One row per learning rate (index ``lr``): the last epoch's ``train_loss``, ``val_acc`` and
+        ``val_auc``, ``val_acc_sd`` of the validation accuracy, the run ``key``, and ``chosen``
+        (True for the best validation ROC AUC).
+    """
+    lrs = sorted({float(lr) for lr in lrs}, reverse=True)
+    if not lrs:
+        raise ConfigError("lr_search needs at least one learning rate, e.g. lrs=(2e-3, 3e-4, 1e-4).")
+    configs = {f"{model} lr={lr:g}": baseline_config(model, profile, lr=lr) for lr in lrs}
+    trained = train_all(configs, cache_dir, progress, None, verbose=False)
+    rows = []
+    for lr, run in zip(lrs, trained.values()):
+        last = run.history.iloc[-1]
+        rows.append({"lr": lr, "epochs": int(last["epoch"]), "train_loss": float(last["train_loss"]),
+                     "val_acc": float(last["val_acc"]), "val_auc": float(last["val_auc"]), "key": run.dir.name})
+    table = pd.DataFrame(rows).set_index("lr")
+    table["chosen"] = table.index == table["val_auc"].idxmax()
+    return table
+
+
+def save_lr_search(model: str, lrs, *, profile=None, cache_dir=None) -> pd.DataFrame:
+    """Run :func:`lr_search` and store its table (``lr_search_<model>.csv``) with provenance under
+    :data:`LR_SEARCH_CHAPTER`; refuses when its choice disagrees with ``runs.BASELINE_LR`` (the
+    one home of the choices), so the stored table and the trained model cannot drift apart."""
+    table = lr_search(model, lrs, profile=profile, cache_dir=cache_dir)
+    chosen = float(table.index[table["chosen"]][0])
+    if BASELINE_LR.get(model) != chosen:
+        raise ConfigError(f"the validation split picks lr={chosen:g} for {model}, but runs.BASELINE_LR says "
+                         f"{BASELINE_LR.get(model)!r}. Fix: set runs.BASELINE_LR[{model!r}] = {chosen:g}.")
+    command = f"save_lr_search({model!r}, {tuple(float(x) for x in table.index)!r})"
+    save(LR_SEARCH_CHAPTER, {f"lr_search_{model}": table}, meta={"command": command, "model": model},
+         profile=profile)
+    return table
 
 
 def baseline_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from ..fusion import FUSIONS
 from ..metrics import CI_METRICS, ci_row, mean_sd_table, paired_comparison
 from ..profiles import as_profile
@@ -105,7 +106,7 @@ def _paired(a, b, threshold: float, n_boot: int, seed: int) -> dict:
     ids_a, y, sa = a
     ids_b, yb, sb = b
     if not (np.array_equal(ids_a, ids_b) and np.array_equal(y, yb)):
-        raise ValueError("paired tests need predictions on the same test images with the same labels; "
+        raise ConfigError("paired tests need predictions on the same test images with the same labels; "
                          "the two runs' ids or labels differ. Fix: evaluate both on the same test split.")
     r = paired_comparison(y, sa, sb, threshold=threshold, n_boot=n_boot, seed=seed)
     return {"accuracy_delta": r["acc_a"] - r["acc_b"],
@@ -148,7 +149,7 @@ def paired_tests(predictions: pd.DataFrame, reference: str = "none", threshold: 
     preds = _pred_table(predictions)
     seeds = sorted({s for _, s in preds})
     if not any(f == reference for f, _ in preds):
-        raise ValueError(f"paired_tests: no runs of the reference fusion {reference!r}; found "
+        raise ConfigError(f"paired_tests: no runs of the reference fusion {reference!r}; found "
                          f"{sorted({f for f, _ in preds})}.")
     rows = []
     for (f, s), pr in preds.items():
@@ -211,7 +212,7 @@ def gain_vs_noise(runs_table: pd.DataFrame, tests: pd.DataFrame, reference: str 
     rows = []
     ref = runs_table[runs_table["fusion"] == reference].set_index("seed")
     if ref.empty:
-        raise ValueError(f"gain_vs_noise: no runs of the reference {reference!r} in the table.")
+        raise ConfigError(f"gain_vs_noise: no runs of the reference {reference!r} in the table.")
     fus = [f for f in dict.fromkeys(runs_table["fusion"]) if f != reference]
     ftests = tests[tests["kind"] == "fusion"]
     for f in fus:
@@ -219,7 +220,7 @@ def gain_vs_noise(runs_table: pd.DataFrame, tests: pd.DataFrame, reference: str 
         seeds = sorted(set(mine.index) & set(ref.index))
         for m in metrics:
             if m not in ("accuracy", "roc_auc"):
-                raise ValueError(f"gain_vs_noise: metric {m!r} has no paired test here; use 'accuracy' or 'roc_auc'.")
+                raise ConfigError(f"gain_vs_noise: metric {m!r} has no paired test here; use 'accuracy' or 'roc_auc'.")
             gains = np.array([mine.loc[s, m] - ref.loc[s, m] for s in seeds], dtype=float)
             t = ftests[(ftests["fusion"] == f) & ftests["seed"].isin(seeds)]
             sig = int(rejects_no_difference(t, alpha)[m].sum())

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import wilcoxon
 
+from ..errors import ConfigError
 from ..cam import as_images, as_numpy, spearman
 from ..localisation import localisation_score, summarise_localisation
 from ..metrics import interval_word, mean_ci
@@ -54,7 +55,7 @@ def resize_maps(cams, size: int) -> np.ndarray:
     if c.ndim == 2:
         c = c[None]
     if c.ndim != 3:
-        raise ValueError(f"cams must be [N, H, W]; found shape {c.shape}.")
+        raise ConfigError(f"cams must be [N, H, W]; found shape {c.shape}.")
     if c.shape[1:] == (size, size):
         return c.copy()
     out = F.interpolate(torch.from_numpy(c)[:, None], size=(size, size), mode="bilinear", align_corners=False)
@@ -85,7 +86,7 @@ def blank_image(images, size: int | None = None) -> torch.Tensor:
     and in the data's range, but without a lesion, hair or anything else to point at."""
     x = as_images(images)
     if x.dtype != torch.uint8:
-        raise ValueError("blank_image needs uint8 images (ImageTensorStore.images).")
+        raise ConfigError("blank_image needs uint8 images (ImageTensorStore.images).")
     s = int(size or x.shape[-1])
     mean = x.double().mean(dim=(0, 2, 3)).round().clamp(0, 255).to(torch.uint8)
     return mean.view(1, 3, 1, 1).expand(1, 3, s, s).clone()
@@ -99,7 +100,7 @@ def map_similarity(cams, reference) -> np.ndarray:
     c = as_numpy(cams)
     r = as_numpy(reference)
     if c.ndim != 3 or r.shape != c.shape[1:]:
-        raise ValueError(f"cams must be [N, H, W] and reference [H, W]; found {c.shape} and {r.shape}.")
+        raise ConfigError(f"cams must be [N, H, W] and reference [H, W]; found {c.shape} and {r.shape}.")
     return np.array([spearman(ci, r) for ci in c], dtype=np.float64)
 
 
@@ -146,7 +147,7 @@ def localisation_table(maps, masks, *, ids: Sequence[str], labels, mask_kind: st
     m = as_numpy(masks)
     labels = np.asarray(as_numpy(labels))
     if len(ids) != len(m) or len(labels) != len(m):
-        raise ValueError(f"ids ({len(ids)}), labels ({len(labels)}) and masks ({len(m)}) must have one entry per image.")
+        raise ConfigError(f"ids ({len(ids)}), labels ({len(labels)}) and masks ({len(m)}) must have one entry per image.")
     parts = []
     for (model_name, layer_name), c in maps.items():
         c = as_numpy(c)
@@ -203,9 +204,9 @@ def paired_localisation(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0) -> dict
     from statsmodels.stats.contingency_tables import mcnemar
 
     if len(a) != len(b):
-        raise ValueError(f"Both tables must score the same images; found {len(a)} and {len(b)} rows.")
+        raise ConfigError(f"Both tables must score the same images; found {len(a)} and {len(b)} rows.")
     if "id" in a and "id" in b and list(a["id"]) != list(b["id"]):
-        raise ValueError("The two tables list different images (or another order); align them on 'id' first.")
+        raise ConfigError("The two tables list different images (or another order); align them on 'id' first.")
     ea, eb = a["energy_inside"].to_numpy(float), b["energy_inside"].to_numpy(float)
     ok = np.isfinite(ea) & np.isfinite(eb)
     d = ea[ok] - eb[ok]
@@ -251,11 +252,11 @@ def thin_dark_structures(images, lesion_masks=None, *, radius: float = 0.03, thr
 
     x = as_numpy(as_images(images))
     if x.dtype != np.uint8:
-        raise ValueError("thin_dark_structures needs uint8 images (ImageTensorStore.images).")
+        raise ConfigError("thin_dark_structures needs uint8 images (ImageTensorStore.images).")
     n, _, h, w = x.shape
     lm = None if lesion_masks is None else as_numpy(lesion_masks).astype(bool)
     if lm is not None and lm.shape != (n, h, w):
-        raise ValueError(f"lesion_masks must be [N, H, W] = {(n, h, w)}; found {lm.shape}.")
+        raise ConfigError(f"lesion_masks must be [N, H, W] = {(n, h, w)}; found {lm.shape}.")
     r = max(1, int(round(radius * min(h, w))))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     masks = np.zeros((n, h, w), dtype=bool)
@@ -287,7 +288,7 @@ def select_examples(y_true, pred_a, pred_b, per_group: int = 1, seed: int = 0) -
     """
     y, pa, pb = (np.asarray(as_numpy(v)).astype(np.int64) for v in (y_true, pred_a, pred_b))
     if not (len(y) == len(pa) == len(pb)):
-        raise ValueError(f"y_true, pred_a, pred_b must have the same length; found {len(y)}, {len(pa)}, {len(pb)}.")
+        raise ConfigError(f"y_true, pred_a, pred_b must have the same length; found {len(y)}, {len(pa)}, {len(pb)}.")
     ra, rb = pa == y, pb == y
     rng = np.random.default_rng(seed)
     rows = []

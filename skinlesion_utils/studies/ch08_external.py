@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..errors import ConfigError
 from .. import audit, data
 from ..data import CLASSES, ENV_DATA, DataError, inside_data_folder, to_rgb
 from ..metrics import ci_row, prediction_arrays, subset_mask
@@ -92,7 +93,7 @@ def external_pairs(profile=None, external: str | None = None, *, threshold: int 
     external = external or data.external_dataset_name()
     thr = audit.DEFAULT_THRESHOLD if threshold is None else int(threshold)
     if not 0 <= thr <= audit.HASH_BITS[audit.DEFAULT_METHOD]:
-        raise ValueError(f"threshold={threshold}: expected whole bits in 0..{audit.HASH_BITS[audit.DEFAULT_METHOD]}, "
+        raise ConfigError(f"threshold={threshold}: expected whole bits in 0..{audit.HASH_BITS[audit.DEFAULT_METHOD]}, "
                          f"e.g. the default {audit.DEFAULT_THRESHOLD}.")
     ext_ids = set(data.get_spec(external).manifest_entries())
     pairs, source = None, "computed"
@@ -148,18 +149,18 @@ def contamination_flags(ids: Sequence[str], pairs: pd.DataFrame, trained_ids: Se
     """
     ids = [str(i) for i in ids]
     if len(set(ids)) != len(ids):
-        raise ValueError("ids holds repeated entries. Fix: pass each external image once (store.ids).")
+        raise ConfigError("ids holds repeated entries. Fix: pass each external image once (store.ids).")
     require_columns(pairs, "file_a", "file_b", "distance")
     unknown = sorted(set(pairs["file_b"].astype(str)) - set(ids))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{len(unknown)} external image(s) of the pairs are not in ids, e.g. {unknown[:3]}: the pairs were "
             "computed for another external set. Fix: pass the ids of the same set (external_pairs(external=...))."
         )
     split = pairs["file_a"].astype(str).map(lambda f: PurePosixPath(f).parts[0])
     bad = sorted(set(split) - {"train", "test"})
     if bad:
-        raise ValueError(f"file_a must be isic_balanced ids starting with 'train/' or 'test/'; found first folders {bad}.")
+        raise ConfigError(f"file_a must be isic_balanced ids starting with 'train/' or 'test/'; found first folders {bad}.")
     out = pd.DataFrame(index=pd.Index(ids, name="id"))
     for name, which in (("copy_in_train", "train"), ("copy_in_test", "test")):
         out[name] = out.index.isin(pairs.loc[split == which, "file_b"].astype(str))
@@ -287,13 +288,13 @@ def write_demo_folder(sources: Sequence[tuple[str | os.PathLike, int]], dest: st
     if dest.exists() and any(dest.iterdir()):
         raise DataError(f"{dest} exists and is not empty. Fix: pass a new or empty folder.")
     if not sources:
-        raise ValueError("sources is empty. Fix: pass at least one (image file, label) pair.")
+        raise ConfigError("sources is empty. Fix: pass at least one (image file, label) pair.")
     if not variants:
-        raise ValueError("variants is empty. Fix: pass (suffix, mode, scale) triples, e.g. DEMO_VARIANTS.")
+        raise ConfigError("variants is empty. Fix: pass (suffix, mode, scale) triples, e.g. DEMO_VARIANTS.")
     rows = []
     for i, (src, label) in enumerate(sources):
         if int(label) not in (0, 1):
-            raise ValueError(f"label of {src} is {label!r}; expected 0 (benign) or 1 (malignant).")
+            raise ConfigError(f"label of {src} is {label!r}; expected 0 (benign) or 1 (malignant).")
         suffix, mode, scale = variants[i % len(variants)]
         with Image.open(src) as img:
             img = to_rgb(img, src)

@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
 from .. import data, metrics, paper, verdicts
 from ..profiles import profile as get_profile
 from ..results import read_results, results_dir, results_root, write_results
@@ -426,10 +427,10 @@ def interval_verdict(printed: str, low: float, high: float) -> str:
         low, high: our 95 % interval, in the printed value's unit (percent, fraction, images).
     """
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
-        raise ValueError(f"interval_verdict({printed!r}, {low!r}, {high!r}): both bounds are needed; "
+        raise ConfigError(f"interval_verdict({printed!r}, {low!r}, {high!r}): both bounds are needed; "
                          "a measurement without an interval gets no verdict.")
     if low > high:
-        raise ValueError(f"interval_verdict: low {low!r} > high {high!r}; pass (lower bound, upper bound).")
+        raise ConfigError(f"interval_verdict: low {low!r} > high {high!r}; pass (lower bound, upper bound).")
     p, h = paper.parse_number(printed), _half_unit(printed)
     return "reproduced" if (p - h <= high + 1e-12 and p + h >= low - 1e-12) else "not reproduced"
 
@@ -489,7 +490,7 @@ def _load(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     if path.suffix == ".csv":
         return pd.read_csv(path, index_col=0)
-    raise ValueError(f"{path.name}: expected a .json or .csv results file")
+    raise ConfigError(f"{path.name}: expected a .json or .csv results file")
 
 
 def _dig(obj, dotted: str):
@@ -838,7 +839,7 @@ def _paper_value(entry: Entry, d: dict) -> dict:
         return {"value": "(qualitative)", "unit": "", "where": f"paper {text.get('version', '')}, "
                 f"{src.get('location', text.get('source', ''))}".strip(), "status": "paper",
                 "what": text.get("quote", "")}
-    raise ValueError(f"register entry {entry.id!r} names no claim, derivation or quote.")
+    raise ConfigError(f"register entry {entry.id!r} names no claim, derivation or quote.")
 
 
 def _arithmetic_verdict(subjects: list[str], checks: pd.DataFrame, every: bool = False,
