@@ -839,15 +839,23 @@ def plot_fusion_weights_by_class(table, classes: Sequence[str] = ("benign", "mal
         col, label, rng = spec[f]
         part = table[table["fusion"] == f]
         vals = part[col].to_numpy(float)
-        lo, hi = (float(np.nanmin(vals)), float(np.nanmax(vals))) if rng is None else rng
-        if rng is not None:  # zoom in when all values sit in a narrow band
+        if rng is None:
+            # effective channels run from 1 (one channel takes all) to 1024 (uniform): on a linear
+            # axis that also shows the uniform reference, weights on a few channels are a sliver
+            # at the left edge and the panel looks empty — so a log axis over the whole range
+            bins = np.geomspace(1.0, 1024.0, 41)
+            vals = np.clip(vals, 1.0, 1024.0)
+            ax.set_xscale("log")
+        else:  # zoom in when all values sit in a narrow band
             lo, hi = max(0.0, float(np.nanmin(vals)) - 0.05), min(1.0, float(np.nanmax(vals)) + 0.05)
-        bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 31)
+            bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 31)
         for k, (name, colour) in enumerate(zip(classes, ("tab:blue", "tab:red"))):
             v = part.loc[part["y_true"] == k, col].to_numpy(float)
-            ax.hist(v, bins=bins, alpha=0.55, color=colour, label=f"{name} (n={len(v)}, mean {np.nanmean(v):.3g})")
+            shown = np.clip(v, 1.0, 1024.0) if rng is None else v
+            ax.hist(shown, bins=bins, alpha=0.55, color=colour, label=f"{name} (n={len(v)}, mean {np.nanmean(v):.3g})")
         if f == "asff_code":
             ax.axvline(1024, ls="--", color="grey", lw=1)
+            ax.set_xlim(0.8, 1300)
         ax.set_xlabel(label, fontsize=9)
         ax.set_ylabel("test images")
         ax.set_title(f, fontsize=10)

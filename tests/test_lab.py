@@ -379,6 +379,11 @@ def test_student_copy_executes(py, tmp_path, monkeypatch):
         pytest.skip("needs the course data folder: set SKINLESION_DATA")
     monkeypatch.setenv("SKINLESION_PROFILE", "ci")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the copy reads the results earlier chapters stored and writes its own: give it a copy of
+    # the book's results, so that a learner's run (stubs and all) never overwrites the stored ones
+    stored = {f: f.stat().st_mtime_ns for f in (ROOT / "results").rglob("*") if f.is_file()}
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    monkeypatch.setenv("SKINLESION_RESULTS", str(tmp_path / "results"))
     lab.make_student_copies([py], tmp_path / "student")
     nb = nbformat.read(tmp_path / "student" / f"{py.stem}.ipynb", as_version=4)
     exercises = lab.find_exercises(labnb._read(py), py.stem)
@@ -395,6 +400,8 @@ def test_student_copy_executes(py, tmp_path, monkeypatch):
         text = "".join(o.get("text", "") for o in nb.cells[ex.check].outputs if o.output_type == "stream")
         assert text.startswith(f"❌ not implemented yet: {ex.stub_message}"), text
     assert all(c.execution_count is not None for c in nb.cells if c.cell_type == "code")  # ran to the end
+    after = {f: f.stat().st_mtime_ns for f in (ROOT / "results").rglob("*") if f.is_file()}
+    assert after == stored, "the student copy wrote into the book's results/"
 
 
 # ---------------------------------------------------------------- the book hides every solution

@@ -336,3 +336,16 @@ def test_plot_fusion_weights_by_class_draws_one_panel_per_variant():
     assert counts == [50, 50, 50]  # every image in one bin of its class histogram
     with pytest.raises(ValueError, match="no adaptive fusion"):
         P.plot_fusion_weights_by_class(pd.DataFrame({"fusion": ["none"], "y_true": [0], "layer3_share": [0.5]}))
+
+
+def test_asff_code_panel_shows_weights_on_a_few_channels_beside_the_uniform_reference():
+    # every image puts its weight on about one channel (effective n ~ 1): on a linear axis that
+    # also reaches 1024 the bars would be a sliver at the edge; the log axis keeps them visible
+    y = np.r_[np.zeros(6, int), np.ones(4, int)]
+    table = pd.DataFrame({"fusion": "asff_code", "seed": 0, "id": range(10), "y_true": y,
+                          "layer3_share": 0.001, "effective_n": np.r_[np.full(9, 1.0), 1.4]})
+    ax = P.plot_fusion_weights_by_class(table).axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlim()[0] < 1 < 1024 < ax.get_xlim()[1]
+    drawn = [p for p in ax.patches if p.get_height() > 0]
+    assert sum(p.get_height() for p in drawn) == 10
+    assert all(p.get_x() < 2 for p in drawn)  # the bars sit at 1–2 channels, inside the axis
