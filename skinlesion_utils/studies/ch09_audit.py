@@ -206,7 +206,8 @@ class PairedGain:
         chapter, file: the predictions file ``results/<profile>/<chapter>/<file>``.
         a, b: ``{column: value}`` selecting the two runs (the index counts as a column); the
             difference is ``a − b``.
-        seed_column: runs are paired on this column; the smallest value both runs have is used.
+        seed_column: runs are paired on this column; the difference is the mean over every value
+            both runs have (the seeds chapter 06 ran), never one seed alone.
         metric: a name of :data:`skinlesion_utils.metrics.METRICS` (``"accuracy"``).
         n_boot, seed: bootstrap resamples and their seed.
     """
@@ -298,7 +299,7 @@ def _summary(key: str, what: str) -> Source:
 
 
 _GAIN = PairedGain("06_ablation", "predictions.csv", a={"fusion": "asff_text"}, b={"fusion": "none"},
-                   what="accuracy of asff_text − none on the same test images (first seed), paired bootstrap")
+                   what="accuracy of asff_text − none on the same test images, mean over the seeds, paired bootstrap")
 
 #: The claims register: which results file and key measures each claim (see :class:`Entry`).
 REGISTER: tuple[Entry, ...] = (
@@ -760,10 +761,15 @@ def _read_paired_gain(source: "PairedGain", profile: str, root, claim_unit: str,
         common = sorted(set(ra[source.seed_column]) & set(rb[source.seed_column]))
         if ra.empty or rb.empty or not common:
             raise KeyError(f"runs {dict(source.a)} and {dict(source.b)} with a common {source.seed_column}")
-        ra = ra[ra[source.seed_column] == common[0]].sort_values("id")
-        rb = rb[rb[source.seed_column] == common[0]].sort_values("id")
-        if list(ra["id"]) != list(rb["id"]) or not np.array_equal(ra["y_true"].to_numpy(), rb["y_true"].to_numpy()):
-            raise KeyError("the same test images with the same labels in both runs")
+        pairs = []
+        for s in common:
+            pa = ra[ra[source.seed_column] == s].sort_values("id")
+            pb = rb[rb[source.seed_column] == s].sort_values("id")
+            if list(pa["id"]) != list(pb["id"]) or not np.array_equal(pa["y_true"].to_numpy(), pb["y_true"].to_numpy()):
+                raise KeyError("the same test images with the same labels in both runs")
+            pairs.append((pa, pb))
+        if any(list(pa["id"]) != list(pairs[0][0]["id"]) for pa, _ in pairs):
+            raise KeyError(f"the same test images for every {source.seed_column}")
     except KeyError as exc:
         what = exc.args[0] if exc.args else "such key"
         r.missing = (f"{rel} has no {what} (looked for {source.key}) — re-run chapter {source.chapter}, "
@@ -774,15 +780,22 @@ def _read_paired_gain(source: "PairedGain", profile: str, root, claim_unit: str,
         r.missing = f"{rel} could not be read ({type(exc).__name__}: {exc}) — re-run chapter {source.chapter}"
         r.broken = True
         return r
-    y = ra["y_true"].to_numpy().astype(int)
-    sa, sb = ra["y_score"].to_numpy(dtype=float), rb["y_score"].to_numpy(dtype=float)
-    point = metrics.classification_report(y, sa)[source.metric] - metrics.classification_report(y, sb)[source.metric]
-    diff = (metrics.bootstrap_samples(y, sa, source.metric, source.n_boot, source.seed)
-            - metrics.bootstrap_samples(y, sb, source.metric, source.n_boot, source.seed))
+    # the gain is the mean over every seed both runs have (never one seed alone); one bootstrap seed
+    # draws the same resamples of the same labels for every run, so the interval is of the paired,
+    # seed-averaged difference (test-image noise; chapter 06's gain_vs_noise weighs seed noise)
+    y = pairs[0][0]["y_true"].to_numpy().astype(int)
+    points, diffs = [], []
+    for pa, pb in pairs:
+        sa, sb = pa["y_score"].to_numpy(dtype=float), pb["y_score"].to_numpy(dtype=float)
+        points.append(metrics.classification_report(y, sa)[source.metric]
+                      - metrics.classification_report(y, sb)[source.metric])
+        diffs.append(metrics.bootstrap_samples(y, sa, source.metric, source.n_boot, source.seed)
+                     - metrics.bootstrap_samples(y, sb, source.metric, source.n_boot, source.seed))
+    point, diff = float(np.mean(points)), np.mean(diffs, axis=0)
     low, high = np.nanpercentile(diff, [2.5, 97.5])
     scale = 100.0 if (source.unit == "fraction" and claim_unit == "%") else 1.0
     r.value, r.low, r.high = float(point) * scale, float(low) * scale, float(high) * scale
-    r.key = f"{source.key} ({source.seed_column} {common[0]})"
+    r.key = f"{source.key} (mean over {source.seed_column}s {', '.join(str(s) for s in common)})"
     sidecars = []
     if (path.parent / "meta.json").is_file():
         try:
