@@ -309,6 +309,8 @@ collapsed = auc_ci[(auc_ci["recall"] == 0) | (auc_ci["specificity"] == 0)]
 print("models that predict one class for every test image at threshold 0.5:", ", ".join(collapsed.index) or "none")
 if len(collapsed):
     print(collapsed[["roc_auc", "recall", "specificity"]].round(3).to_string())
+dead = auc_ci.index[auc_ci["roc_auc"] == 0.5]
+print("models whose every score is the same (ROC AUC exactly 0.5, no ranking at all):", ", ".join(dead) or "none")
 
 # %% [markdown]
 # Two different failures hide behind "predicts one class". A model with an AUC of 0.5 (or
@@ -324,7 +326,8 @@ if len(collapsed):
 # here at the peak chosen on validation. SqueezeNet 1.1 can fail the same way for another reason: torchvision's version ends
 # in a 1×1 convolution followed by a ReLU *before* the average pool, so once both class maps
 # turn negative the ReLU outputs zeros, both logits are 0, every image scores exactly 0.5 and
-# no gradient flows back to revive them (a "dead" classifier, an AUC of exactly 0.5). Whether either failure strikes in a two-epoch run depends on the seed and the data
+# no gradient flows back to revive them (a "dead" classifier, an AUC of exactly 0.5; the last line
+# above says whether any model of this run ended so). Whether either failure strikes in a two-epoch run depends on the seed and the data
 # order: a short budget measures *how fast* a model learns under one recipe as much as how good
 # it can become.
 #
