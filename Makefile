@@ -49,7 +49,13 @@ pairs: setup
 
 nbval: setup
 	# one chapter at a time, in order: later chapters load the runs earlier ones trained;
-	# --durations names each chapter's slowest cells (no cell may come near the cell timeout)
+	# --durations names each chapter's slowest cells (no cell may come near the cell timeout).
+	# The chapters write their numbers into a copy of results/ (later chapters read it), so that
+	# a check run never changes the stored numbers the pages were rendered from.
+	scratch=$$(mktemp -d)
+	trap 'rm -rf "$$scratch"' EXIT
+	cp -r results "$$scratch/results"
+	export SKINLESION_RESULTS="$$scratch/results"
 	for nb in $(CHAPTERS_NB); do
 	  echo "=== nbval $$nb"
 	  start=$$(date +%s)
