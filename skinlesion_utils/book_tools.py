@@ -220,12 +220,18 @@ def terminal_text(text: str) -> str:
     return "\n".join(r for r in shown[:-1] if r) + ("\n" if len(shown) > 1 else "") + shown[-1]
 
 
+#: A finished tqdm bar as :func:`terminal_text` leaves it: ``desc: 100%|███| 12/12 [03:22<00:00, …]``.
+_PROGRESS_BAR = re.compile(r"^[^\n]*\d+%\|[^\n]*\|\s*\d+/\d+ \[[^\n]*\]$", re.M)
+
+
 def coalesce_streams(nb) -> int:
     """Store each cell's console output as a terminal shows it, in place: consecutive stream
     outputs of one name (``stdout``/``stderr``) become one, and text redrawn in place (a tqdm bar
     updated hundreds of times, nested bars) keeps only its last state (:func:`terminal_text`) —
     what nbconvert's ``coalesce_streams`` preprocessor does for ``\\r``, extended to tqdm's
-    cursor-up code. Chapter 04's cold training cell otherwise stores over a thousand outputs.
+    cursor-up code. Finished progress bars are then dropped (the page is read, not waited
+    for), and a stream left empty goes. Chapter 04's cold training cell otherwise stores over a
+    thousand outputs.
 
     Returns:
         how many outputs were removed.
@@ -244,6 +250,11 @@ def coalesce_streams(nb) -> int:
         for out in merged:
             if out.get("output_type") == "stream" and ("\r" in out["text"] or "\x1b[A" in out["text"]):
                 out["text"] = terminal_text(out["text"])
+            if out.get("output_type") == "stream" and _PROGRESS_BAR.search(out["text"]):
+                # a progress bar is for the person waiting; on the stored page it is clutter
+                kept = [line for line in out["text"].split("\n") if not _PROGRESS_BAR.match(line)]
+                out["text"] = "\n".join(kept)
+        merged = [o for o in merged if o.get("output_type") != "stream" or o["text"].strip()]
         if outputs:
             removed += len(outputs) - len(merged)
             cell["outputs"] = merged

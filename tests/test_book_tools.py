@@ -145,3 +145,20 @@ def test_coalesce_streams_merges_consecutive_streams_and_leaves_the_rest(tmp_pat
     assert kinds == [("stream", "stderr"), ("stream", "stdout"), ("execute_result", None), ("stream", "stdout")]
     assert nb.cells[0].outputs[0].text == "bar 100/100" and nb.cells[0].outputs[3].text == "after\n"
     nbformat.validate(nb)
+
+
+def test_coalesce_streams_drops_finished_progress_bars_and_keeps_the_other_lines():
+    import nbformat
+
+    from skinlesion_utils.book_tools import coalesce_streams
+
+    bar = "epochs: 100%|██████████| 12/12 [03:22<00:00, 16.85s/ep, loss=0.384, val_acc=0.831]"
+    only_bars = nbformat.v4.new_code_cell("fit()")
+    only_bars.outputs = [nbformat.v4.new_output("stream", name="stderr", text=f"\r{bar[:20]}\r{bar}\n")]
+    mixed = nbformat.v4.new_code_cell("fit()")
+    mixed.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"trained in 202 s\n{bar}\ndone\n")]
+    nb = nbformat.v4.new_notebook(cells=[only_bars, mixed])
+    coalesce_streams(nb)
+    assert nb.cells[0].outputs == []
+    assert nb.cells[1].outputs[0].text == "trained in 202 s\ndone\n"
+    nbformat.validate(nb)
