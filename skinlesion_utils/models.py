@@ -61,6 +61,9 @@ __all__ = [
     "min_input_size",
     "count_parameters",
     "count_flops",
+    "flops_by_module",
+    "layer_shapes",
+    "build_on_meta",
     "eval_no_grad",
 ]
 
@@ -626,18 +629,57 @@ def _device_of(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _flop_counter(model: nn.Module, image_size: int, in_channels: int = 3):
+    """A :class:`torch.utils.flop_counter.FlopCounterMode` that has seen one batch-1 forward pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, in_channels, image_size, image_size, device=_device_of(model))
+    counter = FlopCounterMode(display=False)
+    with eval_no_grad(model), counter:
+        model(x)
+    return counter
+
+
 def count_flops(model: nn.Module, image_size: int, in_channels: int = 3) -> int:
     """FLOPs of one forward pass at batch 1 on a ``[1, in_channels, S, S]`` input, counted by
     :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products only;
     **2 FLOPs per multiply-add**, so MACs = FLOPs / 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    return int(_flop_counter(model, image_size, in_channels).get_total_flops())
 
-    x = torch.zeros(1, in_channels, image_size, image_size, device=_device_of(model))
-    with eval_no_grad(model):
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(x)
-    return int(counter.get_total_flops())
+
+def flops_by_module(model: nn.Module, image_size: int) -> dict[str, int]:
+    """:func:`count_flops` per leaf module that does any (keys like ``"layer2.0.conv1"``; chapter 03
+    finds where two backbones differ)."""
+    leaves = {n for n, m in model.named_modules() if n and not any(True for _ in m.children())}
+    prefix = type(model).__name__ + "."
+    out = {}
+    for key, ops in _flop_counter(model, image_size).get_flop_counts().items():
+        name = key[len(prefix):] if key.startswith(prefix) else key
+        if name in leaves:
+            out[name] = int(sum(ops.values()))
+    return out
+
+
+def layer_shapes(model: nn.Module, image_size: int, layers: tuple[str, ...] = ("layer3", "layer4")) -> dict[str, tuple[int, ...]]:
+    """Output shapes (batch dropped) of the named submodules for one ``[1, 3, S, S]`` input, e.g.
+    ``{"layer3": (1024, 14, 14), "layer4": (2048, 7, 7)}`` for a ResNet-50 at 224 px (chapters 03, 09)."""
+    seen: dict[str, tuple[int, ...]] = {}
+    handles = [getattr(model, k).register_forward_hook(
+        lambda m, i, o, k=k: seen.__setitem__(k, tuple(int(d) for d in o.shape[1:]))) for k in layers]
+    try:
+        with eval_no_grad(model):
+            model(torch.zeros(1, 3, image_size, image_size, device=_device_of(model)))
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def build_on_meta(name: str, **kwargs) -> nn.Module:
+    """:func:`build_model` on the ``meta`` device, in eval mode: shapes without memory, for
+    counting parameters, FLOPs and map shapes (chapters 03, 09)."""
+    with torch.device("meta"):
+        return build_model(name, **kwargs).eval()
 
 
 def _accepts(model: nn.Module, size: int, in_channels: int) -> bool:

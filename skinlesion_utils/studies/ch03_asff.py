@@ -42,7 +42,8 @@ from torch import Tensor, nn
 
 from .. import paper
 from ..errors import ConfigError
-from ..models import ASFFResNet50, build_model, count_flops, count_parameters, eval_no_grad
+from ..models import (ASFFResNet50, build_model, build_on_meta, count_flops, count_parameters, eval_no_grad,
+                      flops_by_module, layer_shapes)
 
 __all__ = [
     "eq6_gradient_check",
@@ -62,7 +63,6 @@ __all__ = [
     "keras_parameter_counts",
     "backbone_design_table",
     "backbone_comparison",
-    "flops_by_module",
     "backbone_flops_difference",
     "asff_on_keras_v1",
     "released_model_table",
@@ -623,12 +623,6 @@ def keras_parameter_counts(model: nn.Module) -> dict[str, int]:
     return {"total": trainable + frozen + stats, "trainable": trainable, "non_trainable": frozen + stats}
 
 
-def _meta_model(name: str, num_classes: int, **kw) -> nn.Module:
-    """A registered model built on the meta device: shapes without memory, for counting."""
-    with torch.device("meta"):
-        return build_model(name, num_classes=num_classes, **kw).eval()
-
-
 def backbone_design_table(backbones: dict[str, str] | None = None) -> pd.DataFrame:
     """Where each backbone puts the stride of a stage's first bottleneck, and its conv biases and
     BatchNorm settings, read from the built modules (layer2–layer4, each stage's block 0).
@@ -640,7 +634,7 @@ def backbone_design_table(backbones: dict[str, str] | None = None) -> pd.DataFra
     """
     rows = []
     for label, name in (BACKBONES if backbones is None else backbones).items():
-        model = _meta_model(name, 1000)
+        model = build_on_meta(name, num_classes=1000)
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
         eps = ", ".join(sorted({f"{m.eps:g}" for m in bns}))  # one value per model, as text
@@ -652,20 +646,6 @@ def backbone_design_table(backbones: dict[str, str] | None = None) -> pd.DataFra
                          "conv biases": f"{sum(c.bias is not None for c in convs)}/{len(convs)}",
                          "BN eps": eps, "BN momentum": mom})
     return pd.DataFrame(rows).set_index(["backbone", "stage"])
-
-
-def _stage_shapes(model: nn.Module, image_size: int) -> dict[str, tuple[int, ...]]:
-    """Output shapes (batch dropped) of layer3 and layer4 for one [1, 3, S, S] input."""
-    seen: dict[str, tuple[int, ...]] = {}
-    handles = [getattr(model, k).register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, _shape(o)))
-               for k in ("layer3", "layer4")]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
 
 
 def backbone_comparison(image_sizes: tuple[int, ...] = (224, 64), num_classes: int = 1000,
@@ -686,36 +666,17 @@ def backbone_comparison(image_sizes: tuple[int, ...] = (224, 64), num_classes: i
     """
     rows = {}
     for label, name in (BACKBONES if backbones is None else backbones).items():
-        model = _meta_model(name, num_classes)
+        model = build_on_meta(name, num_classes=num_classes)
         keras = keras_parameter_counts(model)
         row = {"PyTorch params": count_parameters(model)[0], "Keras total": keras["total"],
                "Keras trainable": keras["trainable"], "Keras non-trainable": keras["non_trainable"]}
         for s in image_sizes:
-            shapes = _stage_shapes(model, s)
+            shapes = layer_shapes(model, s)
             row[f"GMACs @{s}"] = count_flops(model, s) / 2e9
             row[f"layer3 @{s}"] = "×".join(map(str, shapes["layer3"]))
             row[f"layer4 @{s}"] = "×".join(map(str, shapes["layer4"]))
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("backbone")
-
-
-def flops_by_module(model: nn.Module, image_size: int) -> dict[str, int]:
-    """FLOPs (2 per multiply-add, batch 1) of every leaf module that does any, counted by
-    :class:`torch.utils.flop_counter.FlopCounterMode` (keys like ``"layer2.0.conv1"``)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    leaves = {n for n, m in model.named_modules() if n and not any(True for _ in m.children())}
-    x = torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device)
-    counter = FlopCounterMode(display=False)
-    with eval_no_grad(model), counter:
-        model(x)
-    prefix = type(model).__name__ + "."
-    out = {}
-    for key, ops in counter.get_flop_counts().items():
-        name = key[len(prefix):] if key.startswith(prefix) else key
-        if name in leaves:
-            out[name] = int(sum(ops.values()))
-    return out
 
 
 def backbone_flops_difference(image_size: int = 224, num_classes: int = 1000,
@@ -729,7 +690,7 @@ def backbone_flops_difference(image_size: int = 224, num_classes: int = 1000,
     """
     labels = list(BACKBONES if backbones is None else backbones)
     names = list((BACKBONES if backbones is None else backbones).values())
-    counts = [flops_by_module(_meta_model(n, num_classes), image_size) for n in names]
+    counts = [flops_by_module(build_on_meta(n, num_classes=num_classes), image_size) for n in names]
     keys = sorted(set(counts[0]) | set(counts[1]), key=lambda k: (k.count("."), k))
     rows = {k: {labels[0]: counts[0].get(k, 0) / 2e6, labels[1]: counts[1].get(k, 0) / 2e6} for k in keys
             if counts[0].get(k, 0) != counts[1].get(k, 0)}

@@ -38,18 +38,6 @@ _QUOTED = {
 }
 
 
-def _feature_sides(image_size: int = 224) -> dict[str, int]:
-    """Spatial side of torchvision ResNet-50's layer3 and layer4 at ``image_size`` px, computed on
-    the ``meta`` device (shapes only, no arithmetic)."""
-    with torch.device("meta"):
-        body = models.build_model("resnet50")
-        x = torch.empty(1, 3, image_size, image_size)
-        x = body.maxpool(body.relu(body.bn1(body.conv1(x))))
-        low = body.layer3(body.layer2(body.layer1(x)))
-        high = body.layer4(low)
-    return {"layer3": int(low.shape[-1]), "layer4": int(high.shape[-1])}
-
-
 def _fc_layers(fusion_name: str = "asff_text") -> int:
     """Fully connected layers of the book's weight branch of ``fusion_name`` (eq. 7's ω)."""
     with torch.device("meta"):
@@ -71,7 +59,7 @@ def _register_value(register: pd.DataFrame | None, cid: str, profile: str = "ci"
 def _checked_rows(d: dict, register: pd.DataFrame | None) -> dict[str, tuple[str, str, str]]:
     """``{claim id: (verdict, ours, evidence)}`` for the numbers the data or the code can check."""
     counts = data.dataset_table("isic_balanced")
-    sides = _feature_sides(224)
+    sides = {k: v[-1] for k, v in models.layer_shapes(models.build_on_meta("resnet50"), 224).items()}
     n_train, n_test = int(counts.loc["train", "total"]), int(counts.loc["test", "total"])
     ext = data.dataset_table(data.external_dataset_name()).iloc[-1]  # the last row is the whole set
     ext_note = (f"the course data holds {int(ext['total']):,} images of it ({int(ext['benign']):,} benign, "
