@@ -20,12 +20,12 @@ CHAPTERS_NB := $(CHAPTERS_PY:.py=.ipynb)
 export SKINLESION_DATA ?= $(abspath ../shared/data)
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup test book pytest nbval student-check pairs check-book notebooks student clean gpu-data gpu-bench
+.PHONY: help setup test book pytest nbval lab lab-check pairs check-book notebooks clean gpu-data gpu-bench
 help:
 	@echo "make book    build the HTML book (_build/html/index.html)"
-	@echo "make test    run every check: pytest, nbval (ci profile), student copies, pairs, book build -W"
+	@echo "make test    run every check: pytest, nbval (ci profile), the graded labs, pairs, book build -W"
 	@echo "make notebooks  re-execute every chapter in the ci profile and store its outputs"
-	@echo "make student    write student copies of the chapters to student/ and student.zip"
+	@echo "make lab     build the otter-grader assignments (student, autograder, solutions) into dist/lab"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,14 +34,14 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision first: keeps an existing (e.g. Colab or local) build in place
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q torch torchvision
-	$(PY) -m pip install -q -e ".[test,book]"
+	$(PY) -m pip install -q -e ".[test,book,lab]"
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 pytest: setup
 	start=$$(date +%s)
-	$(PY) -m pytest tests -q -p no:cacheprovider --durations=5
+	$(PY) -m pytest tests -q -p no:cacheprovider -m "not lab_grading" --durations=5
 	echo "=== pytest: $$(( $$(date +%s) - start )) s"
 
 pairs: setup
@@ -64,37 +64,40 @@ nbval: setup
 	  echo "=== $$nb: $$(( $$(date +%s) - start )) s"
 	done
 
-student-check: setup
-	# every chapter's student copy runs top to bottom with its checks printing ❌; after nbval,
-	# so the copies load the runs the chapters trained instead of training them again. Nothing
-	# trains here, and most of a chapter's remaining work is single-threaded Python, so two
-	# copies run at once (pytest-xdist), each kernel with one thread.
+lab: setup
+	# one otter-grader assignment per chapter (student notebook, autograder zip, solutions) in dist/lab
+	$(PY) -m skinlesion_utils lab assign --out dist/lab
+
+lab-check: setup
+	# the assignments build, and otter grades them right: every chapter's solutions score full
+	# marks and its untouched student notebook 0; a notebook that fakes its checks scores 0, a
+	# partly solved one exactly its points. Each grading is its own kernel (mostly single-threaded
+	# Python), so two run at once, each with one thread.
 	start=$$(date +%s)
-	SKINLESION_PROFILE=ci SKINLESION_LAB_EXECUTE=all OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider \
-	  -n 2 tests/test_lab.py -k student_copy_executes --durations=10
-	echo "=== student-check: $$(( $$(date +%s) - start )) s"
+	SKINLESION_PROFILE=ci OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 -m lab_grading \
+	  tests/test_lab_assignments.py --durations=5
+	echo "=== lab-check: $$(( $$(date +%s) - start )) s"
 
 check-book: setup
 	rm -rf _build/html
 	start=$$(date +%s)
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
+	$(PY) -m skinlesion_utils lab assign --out dist/lab --publish _build/html/lab
 	echo "=== check-book: $$(( $$(date +%s) - start )) s"
 
-test: pairs pytest nbval student-check check-book
+test: pairs pytest nbval lab-check check-book
 	@echo "make test: all checks passed"
 
 book: setup
 	$(VENV)/bin/jupyter-book build . --quiet
+	$(PY) -m skinlesion_utils lab assign --out dist/lab --publish _build/html/lab
 	@echo "Book: $(abspath _build/html/index.html)"
 
 notebooks: setup
 	$(PY) -m skinlesion_utils book execute $(CHAPTERS_PY)
 
-student: setup
-	$(PY) -m skinlesion_utils book student --out student
-
 clean:
-	rm -rf _build student student.zip .pytest_cache
+	rm -rf _build dist .pytest_cache
 
 # GPU benchmark (issue "GPU benchmark"): pack the data into one compact file here, then run
 # `make gpu-bench` on a GPU machine that has the repository and that file (no internet needed).

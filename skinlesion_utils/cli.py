@@ -10,7 +10,8 @@ options):
 * ``bench``      training throughput and the input pipeline against a naive decode (chapter 04)
 * ``gpu-bench``  the GPU benchmark and reference pair (``make gpu-data`` / ``make gpu-bench``)
 * ``cam-score``  Grad-CAM localisation score against lesion masks (chapter 07)
-* ``lab``        the course lab: check the exercise format, write student copies, grade
+* ``lab``        the course lab: check the exercise format, build the otter-grader
+                 assignments (``make lab``), grade a class's notebooks
 * ``book``       the book's pairs of chapter sources and notebooks: check, badges, execute;
                  ``book times`` rewrites the lab guide's table of T4 time estimates
 
@@ -34,9 +35,10 @@ from pathlib import Path
 from PIL import Image
 
 from . import __version__, audit, bench, book_tools, cam, data, evaluate, localisation, results
-from .errors import SkinlesionError, first_line
+from .chapter import display_path
+from .errors import ConfigError, SkinlesionError, first_line
 from .fusion import FUSIONS
-from .lab import check_exercises, grade_notebooks, make_student_copies
+from .lab import assignments, check_exercises
 from .models import list_models
 from .profiles import profile, resolve_device
 from .runs import RunConfig, train_into
@@ -411,18 +413,24 @@ def _run_cam_score(args) -> int:
 
 
 def _add_lab(sub) -> None:
-    p = sub.add_parser("lab", help="course lab: check the exercise format, write student copies, grade")
+    p = sub.add_parser("lab", help="course lab: check the exercise format, build the otter-grader assignments, grade")
     lab_sub = p.add_subparsers(dest="lab_command", required=True)
     ck = lab_sub.add_parser("check", help="check the exercise format of every chapter")
     ck.add_argument("chapters", nargs="*", type=existing_file)
     ck.set_defaults(func=_run_lab_check)
-    st = lab_sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
-    st.add_argument("--out", type=output_dir, default=book_tools.ROOT / "student")
-    st.set_defaults(func=_run_student)
-    gr = lab_sub.add_parser("grade", help="execute submitted notebooks and tabulate the exercise checks")
-    gr.add_argument("notebooks", nargs="+", type=existing_file)
-    gr.add_argument("--csv", type=output_file, help="also write the table to this CSV file")
-    gr.add_argument("--timeout", type=positive_int, default=600, help="seconds per cell (default 600)")
+    asg = lab_sub.add_parser("assign", help="build one otter-grader assignment per chapter (student, autograder, solutions)")
+    asg.add_argument("--out", type=output_dir, default=book_tools.ROOT / "dist" / "lab",
+                     help="folder of the built assignments (default dist/lab)")
+    asg.add_argument("--publish", type=output_dir, default=None,
+                     help="also copy the student notebooks here (the book build uses _build/html/lab)")
+    asg.set_defaults(func=_run_lab_assign)
+    gr = lab_sub.add_parser("grade", help="grade submitted notebooks with otter run (fresh kernel each) and write CSV scores")
+    gr.add_argument("chapter", help="the assignment: a chapter number (05) or name (05_evaluation)")
+    gr.add_argument("submissions", nargs="+", type=Path, help="the students' .ipynb files, or folders of them")
+    gr.add_argument("--out", type=output_dir, required=True, help="folder for scores.csv and scores_by_question.csv")
+    gr.add_argument("--built", type=Path, default=book_tools.ROOT / "dist" / "lab",
+                    help="folder of the built assignments (default dist/lab)")
+    gr.add_argument("--timeout", type=positive_int, default=600, help="seconds per submission (default 600)")
     gr.set_defaults(func=_run_lab_grade)
 
 
@@ -436,19 +444,32 @@ def _run_lab_check(args) -> int:
     return 1 if problems else 0
 
 
-def _run_lab_grade(args) -> int:
-    table = grade_notebooks(args.notebooks, timeout=args.timeout)
-    print(table.to_string(index=False))
-    if args.csv:
-        results.write_csv(args.csv, table)
-    summary = table.groupby("notebook")["passed"].agg(["sum", "count"])
-    for name, row in summary.iterrows():
-        print(f"{name}: {int(row['sum'])} of {int(row['count'])} exercises pass")
+def _run_lab_assign(args) -> int:
+    built = assignments.build_assignments(book_tools.chapter_sources(), args.out)
+    for b in built:
+        print(f"{b.chapter}: {len(b.points)} questions, {sum(b.points.values())} points · {b.autograder.name}")
+    if args.publish:
+        for path in assignments.publish_student_notebooks(built, args.publish):
+            print(f"published {display_path(path)}")
+    print(f"wrote {len(built)} assignments to {display_path(args.out)}")
     return 0
 
 
-def _run_student(args) -> int:
-    make_student_copies(book_tools.chapter_sources(), args.out)
+def _run_lab_grade(args) -> int:
+    notebooks = []
+    for item in args.submissions:
+        if item.is_dir():
+            notebooks += sorted(p for p in item.glob("*.ipynb") if not p.name.startswith("."))
+        elif item.is_file():
+            notebooks.append(item)
+        else:
+            raise ConfigError(f"{item}: no such file or folder. Fix: pass the collected .ipynb files or their folder.")
+    assignment = assignments.assignment_dir(args.built, args.chapter)
+    table = assignments.grade_submissions(assignment, notebooks, args.out, timeout=args.timeout)
+    totals = table.groupby("student")[["points", "possible"]].sum()
+    for student, row in totals.iterrows():
+        print(f"{student}: {row['points']:g} of {row['possible']:g} points")
+    print(f"wrote {display_path(args.out / 'scores.csv')} and scores_by_question.csv")
     return 0
 
 
@@ -456,7 +477,7 @@ def _run_student(args) -> int:
 
 
 def _add_book(sub) -> None:
-    p = sub.add_parser("book", help="chapter pairs (.py + .ipynb): check, badges, execute, student copies")
+    p = sub.add_parser("book", help="chapter pairs (.py + .ipynb): check, badges, execute")
     book_sub = p.add_subparsers(dest="book_command", required=True)
     book_sub.add_parser("check", help="check chapter pairs, stored outputs and Colab links").set_defaults(
         func=lambda args: 1 if book_tools.check() else 0)
@@ -469,9 +490,6 @@ def _add_book(sub) -> None:
     ex.add_argument("--profile", default="ci", choices=["ci", "full"])
     ex.set_defaults(func=lambda args: book_tools.execute(args.chapters or book_tools.chapter_sources(),
                                                          profile=args.profile) or 0)
-    st = book_sub.add_parser("student", help="write student copies (solutions replaced by stubs)")
-    st.add_argument("--out", type=output_dir, default=book_tools.ROOT / "student")
-    st.set_defaults(func=_run_student)
 
 
 # ---------------------------------------------------------------------------- the parser

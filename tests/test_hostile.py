@@ -177,14 +177,16 @@ def test_train_out_is_a_file(capsys, tmp_path):
     assert line == f"error: skinlesion train: argument --out: {tmp_path / 'f'} is a file. Fix: pass a folder path (new, or a run folder)"
 
 
-@pytest.mark.parametrize("command", [("lab", "student"), ("book", "student"), ("gpu-bench", "--work"),
+@pytest.mark.parametrize("command", [("lab", "assign", "--out"), ("lab", "assign", "--publish"),
+                                     ("lab", "grade", "05", "x.ipynb", "--out"), ("gpu-bench", "--work"),
                                      ("gpu-bench", "--out")])
 def test_every_output_folder_option_refuses_a_file(capsys, tmp_path, command):
-    """The student copies and the GPU benchmark's folders are checked like `train --out`."""
+    """The lab's and the GPU benchmark's folders are checked like `train --out`."""
     (tmp_path / "f").write_text("x")
-    *words, option = command if command[0] == "gpu-bench" else (*command, "--out")
+    *words, option = command
     line = one_error(capsys, *words, option, tmp_path / "f")
-    assert line == (f"error: skinlesion {' '.join(words)}: argument {option}: {tmp_path / 'f'} is a file. "
+    prog = " ".join(w for w in words if not w[0].isdigit() and not w.endswith(".ipynb"))
+    assert line == (f"error: skinlesion {prog}: argument {option}: {tmp_path / 'f'} is a file. "
                     "Fix: pass a folder path (new, or a run folder)")
     assert (tmp_path / "f").read_text() == "x"  # nothing was written
 

@@ -1,28 +1,23 @@
-"""Tests of the course lab (skinlesion_utils.lab): exercise format, checks, student copies.
+"""Tests of the course lab (skinlesion_utils.lab): exercise format and checks.
 
 For EVERY chapter in chapters/ (discovered, so new chapters are picked up automatically):
   * the exercises follow the format (book/lab/authoring.md);
   * each solution cell, executed in a fresh namespace, passes the check cell that follows it,
-    and the student stub of the same cell fails it (returns False, prints ❌);
-  * the student copies have no solution left, every stub raises NotImplementedError, outputs
-    are cleared, nothing else changed, and student.zip holds every chapter;
+    and the same cell stubbed the way otter-grader stubs it for the lab notebook fails it
+    (returns False, prints ❌);
   * the book renders every solution collapsed (inside a closed <details>), never inline.
-Student copies of chapters that are cheap to execute (CHEAP_TO_EXECUTE) are executed with
-nbclient in the ci profile: they run top to bottom without error and every check prints ❌
-(the stubs only raise when called, and the checks catch NotImplementedError).
+The graded lab notebooks built from these exercises are tested in test_lab_assignments.py.
 """
 from __future__ import annotations
 
 import ast
 import contextlib
-import inspect
 import io
 import os
 import re
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import nbformat
@@ -38,10 +33,6 @@ CHAPTERS = book_tools.chapter_sources(ROOT)
 DATA = Path(os.environ.get("SKINLESION_DATA", ROOT.parent / "shared" / "data"))
 HAVE_DATA = (DATA / "isic_balanced").is_dir()
 
-# Student copies executed end to end by test_student_copy_executes in the plain pytest run. The
-# others train or load runs: `make test` executes all of them in its `student-check` step, after
-# nbval has filled the run cache (SKINLESION_LAB_EXECUTE=all).
-CHEAP_TO_EXECUTE = {"00_setup_and_data"}
 
 
 def _exercises():
@@ -101,11 +92,20 @@ def test_check_passes_on_solution_and_fails_on_stub(py, ex):
     if HAVE_DATA:  # every check includes cases built from the real data
         assert "on the real data)" in out, out
 
-    stub = lab.student_notebook(py).cells[ex.solution].source
+    stub = otter_stub(solution)
+    assert "BEGIN SOLUTION" not in stub and "..." in stub
     ok, out = run_check(stub, check)
     assert ok is False, f"{py.stem} exercise {ex.number}: the check passes on the stub:\n{out}"
-    assert f"❌ not implemented yet: {ex.stub_message}" in out
-    assert "✅" not in out
+    assert out.startswith("❌") and "✅" not in out
+
+
+def otter_stub(solution: str) -> str:
+    """The solution cell as the lab notebook shows it: otter-grader's own stubbing of the region."""
+    from otter.assign.solutions import replace_solutions
+
+    from skinlesion_utils.lab.assignments import _otter_markers
+
+    return "\n".join(replace_solutions(_otter_markers(solution).splitlines(), "python"))
 
 
 # ---------------------------------------------------------------- the framework on wrong answers
@@ -221,74 +221,6 @@ def test_chapter_modules_load_lazily_and_unknown_ones_say_so():
         lab.ch98
 
 
-# ---------------------------------------------------------------- (b) student copies
-
-
-def test_student_copies(tmp_path):
-    out_dir = tmp_path / "student"
-    out_dir.mkdir()
-    (out_dir / "99_removed_chapter.ipynb").write_text("{}")  # a stale copy: removed
-    (out_dir / "notes.txt").write_text("teacher's notes")  # anything else: kept
-    written = lab.make_student_copies(CHAPTERS, out_dir)
-
-    assert sorted(p.name for p in written) == sorted(py.stem + ".ipynb" for py in CHAPTERS)
-    assert not (out_dir / "99_removed_chapter.ipynb").exists()
-    assert (out_dir / "notes.txt").read_text() == "teacher's notes"
-    assert not list(tmp_path.glob(".*tmp")) and not list(out_dir.glob(".*tmp"))  # no temporaries left
-    with zipfile.ZipFile(tmp_path / "student.zip") as zf:
-        assert sorted(zf.namelist()) == sorted(f"student/{py.stem}.ipynb" for py in CHAPTERS)
-        for py in CHAPTERS:
-            assert zf.read(f"student/{py.stem}.ipynb") == (out_dir / f"{py.stem}.ipynb").read_bytes()
-
-    for py in CHAPTERS:
-        text = (out_dir / f"{py.stem}.ipynb").read_text()
-        assert lab.BEGIN_MARKER not in text and lab.END_MARKER not in text
-        student = nbformat.read(out_dir / f"{py.stem}.ipynb", as_version=4)
-        nbformat.validate(student)
-        source = labnb._read(py)
-        exercises = lab.find_exercises(source, py.stem)
-        assert len(student.cells) == len(source.cells)
-        assert student.metadata == source.metadata
-        stubs = {ex.solution: ex for ex in exercises}
-        for i, (s, o) in enumerate(zip(student.cells, source.cells)):
-            assert s.cell_type == o.cell_type
-            if s.cell_type == "code":
-                assert s.outputs == [] and s.execution_count is None
-            if i not in stubs:
-                assert s.source == o.source and s.metadata == o.metadata, f"{py.stem}: cell {i} changed"
-                continue
-            ex = stubs[i]
-            assert not {"solution", "hide-input"} & set(s.metadata.get("tags", []))
-            _assert_stub_raises(s.source, o.source, ex)
-
-
-def _assert_stub_raises(stub: str, solution: str, ex):
-    """The stub keeps the signature and everything outside the markers, and raises when called."""
-    sol_fn = next(n for n in ast.parse(solution).body if isinstance(n, ast.FunctionDef))
-    stub_fn = next(n for n in ast.parse(stub).body if isinstance(n, ast.FunctionDef))
-    assert stub_fn.name == sol_fn.name == ex.function
-    assert ast.dump(stub_fn.args) == ast.dump(sol_fn.args)
-    lines = solution.splitlines()
-    b = next(i for i, line in enumerate(lines) if line.strip() == lab.BEGIN_MARKER)
-    e = next(i for i, line in enumerate(lines) if line.strip() == lab.END_MARKER)
-    raise_line = lines[b].replace(lab.BEGIN_MARKER, f'raise NotImplementedError("{ex.stub_message}")')  # same indentation
-    assert stub.splitlines() == lines[:b] + [raise_line] + lines[e + 1:]
-    namespace: dict = {}
-    exec(compile(stub, "<stub>", "exec"), namespace)
-    func = namespace[ex.function]
-    dummy = {name: None for name, p in inspect.signature(func).parameters.items() if p.default is p.empty}
-    with pytest.raises(NotImplementedError, match=re.escape(ex.stub_message)):
-        func(**dummy)
-
-
-def test_cli_student_writes_into_the_given_folder(tmp_path, capsys):
-    from skinlesion_utils.cli import main
-
-    assert main(["lab", "student", "--out", str(tmp_path / "copies")]) == 0
-    assert sorted(p.name for p in (tmp_path / "copies").iterdir()) == sorted(py.stem + ".ipynb" for py in CHAPTERS)
-    assert (tmp_path / "copies.zip").is_file()
-
-
 # ---------------------------------------------------------------- format errors, on crafted chapters
 
 GOOD_SOLUTION = '''# %% tags=["solution", "hide-input"]
@@ -326,10 +258,8 @@ def test_crafted_good_chapter_is_accepted_and_stubbed(tmp_path):
     assert lab.check_exercises([py]) == []
     (ex,) = lab.find_exercises(py)
     assert (ex.number, ex.stars, ex.title, ex.function, ex.check_call) == (1, "★☆☆", "Area of a disc", "area", "lab.ch42.check_area")
-    stub = lab.student_notebook(py).cells[ex.solution]
-    assert stub.source.splitlines()[-1] == '    raise NotImplementedError("Exercise 1: Area of a disc — write your solution here")'
-    assert "tags" not in stub.metadata
-    _assert_stub_raises(stub.source, labnb._read(py).cells[ex.solution].source, ex)
+    stub = otter_stub(labnb._read(py).cells[ex.solution].source)
+    assert stub.splitlines()[-1] == "    ..." and "math.pi" not in stub
 
 
 @pytest.mark.parametrize(
@@ -344,7 +274,7 @@ def test_crafted_good_chapter_is_accepted_and_stubbed(tmp_path):
         (lambda t: t.replace("(★☆☆)", "(★★★★)"), "difficulty"),
         (lambda t: t.replace("### Exercise 1 (★☆☆): Area", "### Exercise 1: Area"), "not in the form"),
         (lambda t: t.replace("    ### BEGIN SOLUTION\n", "").replace('def area(r):', "### BEGIN SOLUTION\ndef area(r):"), "inside the body"),
-        (lambda t: t + '\n# %%\ndef leak():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n', "would leak into the student copy"),
+        (lambda t: t + '\n# %%\ndef leak():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n', "would leak into the lab notebook"),
         (lambda t: t.split("# %% [markdown]\n# ### Exercise")[0], "no exercises"),
     ],
 )
@@ -352,56 +282,12 @@ def test_crafted_format_errors_are_reported(tmp_path, edit, problem):
     py = _chapter(tmp_path, edit(GOOD))
     problems = lab.check_exercises([py])
     assert any(problem in p for p in problems), problems
-    out = tmp_path / "student"
+    from skinlesion_utils.lab.assignments import build_assignments
+
+    out = tmp_path / "lab"
     with pytest.raises(lab.LabFormatError, match=re.escape(problem)):
-        lab.make_student_copies([py], out)
-    assert not out.exists() and not (tmp_path / "student.zip").exists()  # nothing written
-
-
-# ---------------------------------------------------------------- (c) student copies execute
-
-
-@pytest.mark.parametrize("py", [pytest.param(p, id=p.stem) for p in CHAPTERS])
-def test_student_copy_executes(py, tmp_path, monkeypatch):
-    """The student copy runs top to bottom without error; every check prints ❌ not implemented.
-
-    Decision (documented in book/lab/authoring.md): the notebook does NOT stop at the first
-    unsolved exercise — a stub only raises when called, the checks catch it — so a learner can
-    run the whole chapter and solve the exercises in any order. Cells after an exercise must
-    therefore never use the learner's function.
-    """
-    from nbclient import NotebookClient
-
-    if py.stem not in CHEAP_TO_EXECUTE and os.environ.get("SKINLESION_LAB_EXECUTE") != "all":
-        pytest.skip(f"{py.stem} trains or loads runs: `make student-check` executes it after nbval has cached them "
-                    "(SKINLESION_LAB_EXECUTE=all)")
-    if not HAVE_DATA:
-        pytest.skip("needs the course data folder: set SKINLESION_DATA")
-    monkeypatch.setenv("SKINLESION_PROFILE", "ci")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    # the copy reads the results earlier chapters stored and writes its own: give it a copy of
-    # the book's results, so that a learner's run (stubs and all) never overwrites the stored ones
-    stored = {f: f.stat().st_mtime_ns for f in (ROOT / "results").rglob("*") if f.is_file()}
-    shutil.copytree(ROOT / "results", tmp_path / "results")
-    monkeypatch.setenv("SKINLESION_RESULTS", str(tmp_path / "results"))
-    lab.make_student_copies([py], tmp_path / "student")
-    nb = nbformat.read(tmp_path / "student" / f"{py.stem}.ipynb", as_version=4)
-    exercises = lab.find_exercises(labnb._read(py), py.stem)
-    assert exercises
-    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=False,
-                   resources={"metadata": {"path": str(py.parent)}}).execute()
-
-    first = exercises[0].heading
-    for i, cell in enumerate(nb.cells[:first]):
-        if cell.cell_type == "code":
-            assert cell.execution_count is not None
-            assert not [o for o in cell.outputs if o.output_type == "error"], f"cell {i} failed"
-    for ex in exercises:
-        text = "".join(o.get("text", "") for o in nb.cells[ex.check].outputs if o.output_type == "stream")
-        assert text.startswith(f"❌ not implemented yet: {ex.stub_message}"), text
-    assert all(c.execution_count is not None for c in nb.cells if c.cell_type == "code")  # ran to the end
-    after = {f: f.stat().st_mtime_ns for f in (ROOT / "results").rglob("*") if f.is_file()}
-    assert after == stored, "the student copy wrote into the book's results/"
+        build_assignments([py], out)
+    assert not out.exists()  # nothing written
 
 
 # ---------------------------------------------------------------- the book hides every solution
@@ -425,38 +311,3 @@ def test_book_shows_solutions_collapsed(tmp_path):
         assert html.count("BEGIN SOLUTION") == len(exercises)  # only inside the collapsed cells
         for ex in exercises:
             assert sum(f'<span class="nf">{ex.function}</span>' in body for _, body in cells) == 1
-
-
-# ---------------------------------------------------------------- grading submissions
-
-
-@pytest.mark.skipif(not HAVE_DATA, reason="needs the course data folder: set SKINLESION_DATA")
-def test_grade_submissions(tmp_path):
-    """A submission built from chapter 00's student copy: one solved, one deleted, one wrong."""
-    py = ROOT / "chapters" / "00_setup_and_data.py"
-    source = labnb._read(py)
-    ex1, ex2, ex3 = lab.find_exercises(source, py.stem)
-    student = lab.student_notebook(py)
-    cells = [nbformat.v4.new_code_cell("from skinlesion_utils import lab")]
-    for ex in (ex1, ex2, ex3):
-        for i in range(ex.heading, ex.check + 1):
-            cell = student.cells[i]
-            if i == ex1.solution:
-                cells.append(nbformat.v4.new_code_cell(source.cells[i].source))  # the real solution
-            elif i == ex2.solution:
-                continue  # deleted: its check raises NameError
-            elif i == ex3.solution:
-                cells.append(nbformat.v4.new_code_cell("def composite_on_white(rgba):\n    return rgba[..., :3].copy()\n"))
-            else:
-                cells.append(nbformat.v4.new_code_cell(cell.source) if cell.cell_type == "code" else cell)
-    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "alice.ipynb")
-
-    table = lab.grade_notebooks([tmp_path / "alice.ipynb"])
-    assert list(table.columns) == ["notebook", "exercise", "title", "passed", "verdict"]
-    assert table.notebook.unique().tolist() == ["alice.ipynb"]
-    assert table.title.tolist() == [ex1.title, ex2.title, ex3.title]
-    assert table.passed.tolist() == [True, False, False]
-    v1, v2, v3 = table.verdict
-    assert v1.startswith("✅ malignant_share")
-    assert v2.startswith("❌ the check cell raised NameError") and "channel_mean" in v2
-    assert v3.startswith("❌ composite_on_white") and "alpha channel was ignored" in v3

@@ -1,4 +1,4 @@
-"""The course lab: exercise checks that print ✅ or ❌ with a hint, and the student copies.
+"""The course lab: exercise checks that print ✅ or ❌ with a hint, and the graded lab notebooks.
 
 Owns the machinery behind every chapter's *Exercises* section (the format is described in the
 teacher's guide, ``book/lab/authoring.md``):
@@ -11,9 +11,12 @@ teacher's guide, ``book/lab/authoring.md``):
 * one module per chapter, ``lab.ch00``, ``lab.ch01``, … with that chapter's ``check_*``
   functions, written by the chapter's author. They load lazily: ``from skinlesion_utils import
   lab`` then ``lab.ch00.check_malignant_share(malignant_share)``.
-* :mod:`.notebooks` — parsing and validating the exercise format in a chapter,
-  stubbing solutions, :func:`make_student_copies` (``make student``) and
-  :func:`grade_notebooks` (``python -m skinlesion_utils lab grade``).
+* :mod:`.notebooks` — parsing and validating the exercise format in a chapter.
+* :mod:`.assignments` — one otter-grader assignment per chapter built from its exercises
+  (``make lab``), and grading a class's notebooks with ``otter run``
+  (``python -m skinlesion_utils lab grade``).
+* :mod:`.grading` — what the assignments' tests call: a check run on a fresh copy of its
+  module, so a submission cannot change its own grade by rebinding a check.
 
 Taught in every chapter's *Exercises* section; the teacher's guide is ``book/lab``.
 """
@@ -26,18 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from ..data import DataError
-from .notebooks import (
-    BEGIN_MARKER,
-    END_MARKER,
-    Exercise,
-    LabFormatError,
-    check_exercises,
-    find_exercises,
-    grade_notebooks,
-    make_student_copies,
-    stub_solution,
-    student_notebook,
-)
+from .notebooks import BEGIN_MARKER, END_MARKER, Exercise, LabFormatError, check_exercises, find_exercises
 
 __all__ = [
     "Case",
@@ -51,10 +43,6 @@ __all__ = [
     "LabFormatError",
     "check_exercises",
     "find_exercises",
-    "grade_notebooks",
-    "make_student_copies",
-    "stub_solution",
-    "student_notebook",
 ]
 
 PASS, FAIL, NOTE = "✅", "❌", "ℹ"

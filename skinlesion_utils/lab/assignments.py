@@ -37,7 +37,7 @@ from typing import Sequence
 
 from ..errors import ConfigError
 from ..results import write_bytes, write_text
-from .notebooks import BEGIN_MARKER, END_MARKER, Exercise, _read, find_exercises
+from .notebooks import BEGIN_MARKER, END_MARKER, Exercise, LabFormatError, _read, check_exercises, find_exercises
 
 POINTS = {"★☆☆": 1, "★★☆": 2, "★★★": 3}
 STUDENT_BRANCH = "lab-notebooks"
@@ -266,8 +266,9 @@ def build_assignments(chapters: Sequence[Path], out_dir: Path, *, root: Path | N
 
     root = Path(root or ROOT)
     chapters = [Path(c) for c in chapters]
-    for chapter in chapters:  # every format problem before anything is written
-        find_exercises(chapter)
+    problems = check_exercises(chapters)  # every format problem of every chapter, before anything is written
+    if problems:
+        raise LabFormatError("Cannot build the lab assignments:\n" + "\n".join(problems))
     repo_url, commit, version = _repository(root), _commit(root), _version()
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -409,3 +410,15 @@ def _progress(items, what: str):
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=what, unit="notebook", disable=len(items) < 2)
+
+
+def publish_student_notebooks(built: Sequence[Built], folder: Path) -> list[Path]:
+    """Copy the student notebooks into ``folder`` (the book build's ``_build/html/lab/``) and
+    write the ``index.json`` the Pages workflow reads to publish them on the student branch."""
+    folder = Path(folder)
+    written = []
+    for b in built:
+        written.append(write_bytes(folder / f"{b.chapter}.ipynb", b.student.read_bytes()))
+    index = [{"chapter": b.chapter, "notebook": f"{b.chapter}.ipynb", "points": b.points} for b in built]
+    write_text(folder / "index.json", json.dumps(index, indent=1) + "\n")
+    return written
