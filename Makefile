@@ -75,7 +75,7 @@ lab-check: setup
 	# Python), so two run at once, each with one thread.
 	start=$$(date +%s)
 	SKINLESION_PROFILE=ci OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 -m lab_grading \
-	  tests/test_lab_assignments.py --durations=5
+	  tests/test_lab_assignments.py --durations=5 -rP
 	echo "=== lab-check: $$(( $$(date +%s) - start )) s"
 
 check-book: setup

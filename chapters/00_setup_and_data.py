@@ -187,11 +187,14 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise asks for one function. Write it in the cell under the task — in the student
-# copy that cell raises `NotImplementedError` until you do — then run the check cell below it.
+# Each exercise asks for one function. Write it in the cell under the task, then run the check cell below it.
 # The check calls your function on made-up cases and on the real data and prints ✅, or ❌ with
 # the case that failed and a hint; it never prints the answer. The solutions are in the book,
 # collapsed behind "Show code cell source" under each task: try first.
+#
+# The same exercises, graded, are this chapter's lab notebook (built with otter-grader: public
+# tests that give these hints, hidden tests that give the points); the teacher's guide,
+# {doc}`/book/lab/grading`, says how to hand it out, collect and grade it.
 
 # %%
 from skinlesion_utils import lab

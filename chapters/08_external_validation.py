@@ -599,6 +599,10 @@ shutil.rmtree(demo_dir.parent)
 # --out pairs.csv`, chapter 01).
 #
 # ## Exercises
+#
+# The same exercises, graded, are this chapter's lab notebook (built with otter-grader: public
+# tests that give these hints, hidden tests that give the points); the teacher's guide,
+# {doc}`/book/lab/grading`, says how to hand it out, collect and grade it.
 
 # %%
 from skinlesion_utils import lab

@@ -1,7 +1,7 @@
-"""Maintenance of the book's chapters: pair check, Colab links, execution, student copies.
+"""Maintenance of the book's chapters: pair check, Colab links, execution.
 
-Used by the Makefile (``make test``, ``make notebooks``, ``make student``); the lab guide
-(``book/lab``) explains the student copies. Run ``skinlesion book --help``.
+Used by the Makefile (``make test``, ``make notebooks``); the lab notebooks are built by
+:mod:`skinlesion_utils.lab.assignments` (``make lab``). Run ``skinlesion book --help``.
 
 * ``check``   — every ``chapters/NN_*.py`` ⇄ ``.ipynb`` pair has the same cells (type, source,
   tags), every code cell of the ``.ipynb`` has stored outputs from an execution, and every

@@ -81,7 +81,7 @@ def _commit(root: Path) -> str:
 
 
 def student_badge(repo_url: str, chapter: str) -> str:
-    """The Colab badge of a student notebook: it opens the student copy, never the solutions."""
+    """The Colab badge of a student notebook: it opens the student notebook, never the chapter or the solutions."""
     owner_repo = repo_url.removeprefix("https://github.com/").rstrip("/")
     link = f"https://colab.research.google.com/github/{owner_repo}/blob/{STUDENT_BRANCH}/{chapter}.ipynb"
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"
