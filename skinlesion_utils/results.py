@@ -447,3 +447,31 @@ def gpu_reference(root: str | os.PathLike | None = None) -> dict | None:
     return {"provenance": ref.get("provenance", {}), "setup": ref.get("setup", {}),
             "table": pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame(),
             "paired": ref.get("paired", {}), "path": path}
+
+
+#: Runs at a scale between ``ci`` and ``full``, from this book's CPU machine (``results/<scale>/<name>/``).
+LARGER_SCALE = ("scale128", "04_06_main_pair")
+
+
+def larger_scale(scale: str = LARGER_SCALE[0], name: str = LARGER_SCALE[1],
+                 root: str | os.PathLike | None = None) -> dict | None:
+    """The stored main pair at a larger scale (chapters 04 and 06 show it beside ``ci``).
+
+    Returns:
+        ``None`` when nothing is stored, else a dict with ``provenance`` (what, command, device),
+        ``runs`` (DataFrame: one row per run — fusion, seed, image size, epochs, test accuracy and
+        ROC AUC, device, date, commit), ``means`` (mean accuracy and ROC AUC per fusion) and
+        ``readings`` (the ``asff_text`` runs' fusion-weight readings, as chapter 06 computes
+        them, when stored).
+    """
+    import pandas as pd
+
+    folder = results_root(root) / scale / name
+    if not (folder / "provenance.json").is_file():
+        return None
+    prov = json.loads((folder / "provenance.json").read_text())
+    runs = pd.DataFrame(prov["runs"])
+    means = runs.groupby("fusion")[["accuracy", "roc_auc"]].mean()
+    readings = folder / "fusion_weight_readings.csv"
+    return {"provenance": {k: v for k, v in prov.items() if k != "runs"}, "runs": runs, "means": means,
+            "readings": pd.read_csv(readings) if readings.is_file() else None}

@@ -4,6 +4,7 @@ runs_support.py).
 """
 from __future__ import annotations
 
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,3 +112,26 @@ def test_ablation_runs_tables_and_weights(subset, tmp_path):
     assert w.shape == (660, 2) and torch.allclose(w.sum(1), torch.ones(660), atol=1e-5)
     with pytest.raises(ValueError, match="keeps no fusion weights"):
         fusion.fusion_weights(runs[("none", 0)].load_model(model_fn=tiny_fn), test_store)
+
+
+def test_the_stored_larger_scale_pair_has_its_provenance(tmp_path):
+    """results/scale128: the main pair at 128 px, 20 epochs, seeds 0 and 1, with command and device
+    (chapters 04 and 06 show it beside ci); nothing stored → None, not an error."""
+    from pathlib import Path
+
+    from skinlesion_utils import results
+
+    root = Path(__file__).resolve().parents[1]
+    larger = results.larger_scale(root=root)
+    runs = larger["runs"]
+    assert sorted(zip(runs["fusion"], runs["seed"])) == [("asff_text", 0), ("asff_text", 1), ("none", 0), ("none", 1)]
+    assert set(runs["image_size"]) == {128} and set(runs["epochs"]) == {20} and set(runs["recipe"]) == {"fast"}
+    assert runs["git_commit"].str.fullmatch(r"[0-9a-f]{40}").all() and runs["created"].str.startswith("2026-").all()
+    assert "--image-size 128 --epochs 20" in larger["provenance"]["command"] and "CPU" in larger["provenance"]["device"]
+    for run in runs["run"]:  # every summarised number is the stored run's own
+        stored = json.loads((root / "results" / "scale128" / "04_06_main_pair" / run / "results.json").read_text())
+        row = runs[runs["run"] == run].iloc[0]
+        assert abs(row["roc_auc"] - stored["metrics"]["test"]["roc_auc"]) < 1e-4
+    assert list(larger["means"].index) == ["asff_text", "none"]
+    assert set(larger["readings"]["fusion"]) == {"asff_text"} and len(larger["readings"]) == 2
+    assert results.larger_scale(root=tmp_path) is None
